@@ -1,0 +1,23 @@
+"""corr2d_ext: 2-D cross-correlation with hand-written CPU and CUDA kernels.
+
+>>> import torch, corr2d_ext
+>>> X = torch.ones(6, 8); X[:, 2:6] = 0
+>>> corr2d_ext.corr2d(X, torch.tensor([[1.0, -1.0]]))[0]
+tensor([ 0.,  1.,  0.,  0.,  0., -1.,  0.])
+
+Public names:
+    corr2d(X, K)            the tutorial's function on one 2-D image
+    conv2d(...)             F.conv2d's signature and semantics
+    Conv2D(kernel_size)     the tutorial's layer
+    Conv2d(...)             a drop-in for nn.Conv2d
+    cuda_built              whether the CUDA kernels were compiled into this build
+    torch.ops.corr2d_ext.corr2d / corr2d_input_grad / corr2d_weight_grad   the raw ops
+"""
+
+from ._ops import cuda_built
+from .functional import conv2d, corr2d
+from .nn import Conv2D, Conv2d
+
+__version__ = "0.1.0"
+
+__all__ = ["corr2d", "conv2d", "Conv2D", "Conv2d", "cuda_built", "__version__"]

@@ -1,0 +1,87 @@
+"""Builds corr2d_ext._C: the CPU kernels always, the CUDA kernels when they can be built.
+
+CORR2D_CUDA=0   build the CPU kernels only
+CORR2D_CUDA=1   build the CUDA kernels too, and fail if that is not possible
+(unset)         build the CUDA kernels when torch has CUDA and a toolkit is found
+
+TORCH_CUDA_ARCH_LIST is honoured. When it is unset and no GPU is visible, the default below is
+used: sm_80 (A100) and sm_90 (H100/H200) machine code, plus sm_90 PTX that newer cards JIT.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+DEFAULT_CUDA_ARCH_LIST = "8.0;9.0+PTX"
+ROOT = Path(__file__).parent.resolve()
+
+
+def find_cuda_home():
+    """The toolkit folder: $CUDA_HOME (or $CUDA_PATH), else /usr/local/cuda.
+
+    torch guesses it from the `nvcc` on PATH, which is wrong wherever that nvcc is a wrapper
+    script outside the toolkit (then the link fails with "cannot find -lcudart").
+    """
+    for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if candidate and (Path(candidate) / "bin" / "nvcc").exists():
+            return str(Path(candidate).resolve())
+    return None
+
+
+def cuda_request():
+    value = os.environ.get("CORR2D_CUDA", "").strip()
+    if value not in ("", "0", "1"):
+        sys.exit(f"CORR2D_CUDA must be 0, 1 or unset, but got {value!r}")
+    return {"": None, "0": False, "1": True}[value]
+
+
+requested = cuda_request()
+cuda_home = find_cuda_home() if requested is not False else None
+if cuda_home:
+    # Must be set before torch.utils.cpp_extension is imported: it reads CUDA_HOME once.
+    os.environ["CUDA_HOME"] = cuda_home
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+why_not_cuda = None
+if requested is False:
+    why_not_cuda = "CORR2D_CUDA=0"
+elif torch.version.cuda is None:
+    why_not_cuda = f"torch {torch.__version__} has no CUDA"
+elif cuda_home is None:
+    why_not_cuda = "no CUDA toolkit found ($CUDA_HOME, /usr/local/cuda)"
+with_cuda = why_not_cuda is None
+if requested and not with_cuda:
+    sys.exit(f"CORR2D_CUDA=1, but the CUDA kernels cannot be built: {why_not_cuda}")
+
+if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+    # torch builds the list from the visible cards, and fails with none visible.
+    if not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
+
+sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp"]
+cxx_flags = ["-O3"]
+define_macros = []
+if with_cuda:
+    sources += ["csrc/cuda/corr2d_cuda.cpp", "csrc/cuda/corr2d_kernel.cu"]
+    define_macros.append(("CORR2D_WITH_CUDA", None))
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or "the visible GPU's"
+    print(f"corr2d_ext: building CPU and CUDA kernels (CUDA {torch.version.cuda}, toolkit "
+          f"{cuda_home}, archs {archs})", flush=True)
+    extension = CUDAExtension(
+        "corr2d_ext._C",
+        sources,
+        define_macros=define_macros,
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+    )
+else:
+    print(f"corr2d_ext: building CPU kernels only ({why_not_cuda})", flush=True)
+    extension = CppExtension("corr2d_ext._C", sources, extra_compile_args={"cxx": cxx_flags})
+
+setup(
+    ext_modules=[extension],
+    cmdclass={"build_ext": BuildExtension},
+)
