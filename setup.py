@@ -64,22 +64,25 @@ if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
 
 sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp"]
 cxx_flags = ["-O3"]
-define_macros = []
 if with_cuda:
-    sources += ["csrc/cuda/corr2d_cuda.cpp", "csrc/cuda/corr2d_kernel.cu"]
-    define_macros.append(("CORR2D_WITH_CUDA", None))
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or "the visible GPU's"
-    print(f"corr2d_ext: building CPU and CUDA kernels (CUDA {torch.version.cuda}, toolkit "
-          f"{cuda_home}, archs {archs})", flush=True)
+    summary = (f"CPU and CUDA kernels (torch {torch.__version__}, CUDA {torch.version.cuda}, "
+               f"archs {archs})")
     extension = CUDAExtension(
         "corr2d_ext._C",
-        sources,
-        define_macros=define_macros,
+        sources + ["csrc/cuda/corr2d_cuda.cpp", "csrc/cuda/corr2d_kernel.cu"],
+        define_macros=[("CORR2D_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
     )
 else:
-    print(f"corr2d_ext: building CPU kernels only ({why_not_cuda})", flush=True)
+    summary = f"CPU kernels only (torch {torch.__version__}; no CUDA kernels: {why_not_cuda})"
     extension = CppExtension("corr2d_ext._C", sources, extra_compile_args={"cxx": cxx_flags})
+
+# The one-line build summary: printed (pip shows it with -v) and kept for corr2d_ext.build_info.
+print(f"corr2d_ext: building {summary}", flush=True)
+(ROOT / "corr2d_ext" / "_build_info.py").write_text(
+    f'"""Written by setup.py at build time."""\n\nSUMMARY = {summary!r}\n'
+)
 
 setup(
     ext_modules=[extension],

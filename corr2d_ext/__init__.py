@@ -11,13 +11,14 @@ Public names:
     Conv2D(kernel_size)     the tutorial's layer
     Conv2d(...)             a drop-in for nn.Conv2d
     cuda_built              whether the CUDA kernels were compiled into this build
+    build_info              one line: what was built, against which torch, for which GPUs
     torch.ops.corr2d_ext.corr2d / corr2d_input_grad / corr2d_weight_grad   the raw ops
 """
 
-from ._ops import cuda_built
+from ._ops import build_info, cuda_built
 from .functional import conv2d, corr2d
 from .nn import Conv2D, Conv2d
 
 __version__ = "0.1.0"
 
-__all__ = ["corr2d", "conv2d", "Conv2D", "Conv2d", "cuda_built", "__version__"]
+__all__ = ["corr2d", "conv2d", "Conv2D", "Conv2d", "cuda_built", "build_info", "__version__"]

@@ -13,6 +13,11 @@ from . import _C  # noqa: F401  (importing it registers the ops)
 #: Whether this build has the CUDA kernels.
 cuda_built: bool = bool(_C.cuda_built)
 
+try:
+    from ._build_info import SUMMARY as build_info
+except ImportError:  # built by something other than setup.py
+    build_info = "CPU and CUDA kernels" if cuda_built else "CPU kernels only"
+
 corr2d = torch.ops.corr2d_ext.corr2d
 corr2d_input_grad = torch.ops.corr2d_ext.corr2d_input_grad
 corr2d_weight_grad = torch.ops.corr2d_ext.corr2d_weight_grad

@@ -353,6 +353,8 @@ class Corr2dFunction : public torch::autograd::Function<Corr2dFunction> {
                         IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
     ctx->save_for_backward({input, weight});
     save_params(ctx, stride, padding, dilation, groups);
+    // needs_input_grad() counts only the tensors given, so an absent bias has no index.
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     at::AutoDispatchBelowADInplaceOrView guard;
     return corr2d_op().call(input, weight, bias, stride, padding, dilation, groups);
   }
@@ -370,7 +372,8 @@ class Corr2dFunction : public torch::autograd::Function<Corr2dFunction> {
     if (ctx->needs_input_grad(1))
       grad_weight = weight_grad_op().call(input, grad_output, spatial_sizes(weight), p.stride,
                                           p.padding, p.dilation, p.groups);
-    if (ctx->needs_input_grad(2)) grad_bias = grad_output.sum({0, 2, 3});
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
+      grad_bias = grad_output.sum({0, 2, 3});
     return {grad_input, grad_weight, grad_bias, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -435,15 +438,35 @@ class WeightGradFunction : public torch::autograd::Function<WeightGradFunction> 
   }
 };
 
+// When nothing will be differentiated (grad mode off, or no input requires grad), call the
+// kernel directly: building an autograd node and saving its context costs microseconds, as much
+// as the whole correlation of a small image.
+bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const Tensor* t : ts)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
 Tensor corr2d_autograd(const Tensor& input, const Tensor& weight,
                        const std::optional<Tensor>& bias, IntArrayRef stride, IntArrayRef padding,
                        IntArrayRef dilation, int64_t groups) {
+  const Tensor undefined;
+  if (!any_requires_grad({&input, &weight, bias.has_value() ? &*bias : &undefined})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return corr2d_op().call(input, weight, bias, stride, padding, dilation, groups);
+  }
   return Corr2dFunction::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 
 Tensor input_grad_autograd(const Tensor& grad_output, const Tensor& weight,
                            c10::SymIntArrayRef input_size, IntArrayRef stride,
                            IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+  if (!any_requires_grad({&grad_output, &weight})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return input_grad_op().call(grad_output, weight, input_size, stride, padding, dilation,
+                                groups);
+  }
   return InputGradFunction::apply(grad_output, weight, input_size, stride, padding, dilation,
                                   groups);
 }
@@ -451,6 +474,11 @@ Tensor input_grad_autograd(const Tensor& grad_output, const Tensor& weight,
 Tensor weight_grad_autograd(const Tensor& input, const Tensor& grad_output,
                             c10::SymIntArrayRef kernel_size, IntArrayRef stride,
                             IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+  if (!any_requires_grad({&input, &grad_output})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return weight_grad_op().call(input, grad_output, kernel_size, stride, padding, dilation,
+                                 groups);
+  }
   return WeightGradFunction::apply(input, grad_output, kernel_size, stride, padding, dilation,
                                    groups);
 }
