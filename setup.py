@@ -62,7 +62,7 @@ if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
     if not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
 
-sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp"]
+sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp", "csrc/cpu/corr2d_avx2.cpp"]
 cxx_flags = ["-O3"]
 if with_cuda:
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or "the visible GPU's"

@@ -17,6 +17,7 @@
 #include <torch/python.h>
 
 #include "corr2d_ops.h"
+#include "cpu/corr2d_cpu.h"
 
 namespace corr2d_ext {
 
@@ -571,4 +572,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("cuda_built") = corr2d_ext::cuda::built();
   m.def("axis_table", &axis_table,
         "The shared index helpers of one axis, tabulated, for the tests.");
+  m.def("cpu_fast_path_available", &corr2d_ext::cpu::avx2::supported,
+        "Whether this CPU runs the AVX2 float32 kernels.");
+  m.def("set_cpu_fast_path_enabled", &corr2d_ext::cpu::set_fast_path_enabled,
+        "Test hook: False sends float32 to the portable kernels too.");
+  m.def("cpu_fast_path_enabled", &corr2d_ext::cpu::fast_path_enabled);
 }

@@ -1,10 +1,14 @@
 // CPU kernels of the three ops: direct loops over the geometry, no im2col, no BLAS.
 //
+// These are the portable kernels: every dtype, any CPU. float32 on a CPU with AVX2 and FMA
+// takes the register-blocked kernels of corr2d_avx2.cpp instead (see use_avx2() below).
+//
 // Every kernel is a loop over rows of its result. A row (one image, one channel, one output
 // row) is owned by exactly one task, accumulated in a small buffer of the op-math type and
 // written once, so there are no atomics, no races, and results do not depend on the thread
 // count. The index math is the shared Axis helpers of corr2d.h, the same the CUDA kernels use.
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -12,6 +16,7 @@
 #include <ATen/Parallel.h>
 
 #include "../corr2d_ops.h"
+#include "corr2d_cpu.h"
 
 namespace corr2d_ext {
 namespace cpu {
@@ -178,8 +183,20 @@ void weight_grad_impl(const Geometry& g, const scalar_t* input, const scalar_t* 
   }
 }
 
+std::atomic<bool> fast_path{true};
+
+bool use_avx2(const at::Tensor& t, const Geometry& g) {
+  return t.scalar_type() == at::kFloat && g.in_channels > 0 && fast_path.load() &&
+         avx2::supported();
+}
+
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
+  if (use_avx2(input, g)) {
+    avx2::forward(g, input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+                  bias ? bias->const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "corr2d_cpu", [&] {
     forward_impl<scalar_t>(g, input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
                            bias ? bias->const_data_ptr<scalar_t>() : nullptr,
@@ -189,6 +206,11 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
 
 void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
                 const at::Tensor& grad_input) {
+  if (use_avx2(grad_output, g) && avx2::handles_input_grad(g)) {
+    avx2::input_grad(g, grad_output.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+                     grad_input.mutable_data_ptr<float>());
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "corr2d_input_grad_cpu", [&] {
     input_grad_impl<scalar_t>(g, grad_output.const_data_ptr<scalar_t>(),
@@ -199,6 +221,11 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
 
 void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
                  const at::Tensor& grad_weight) {
+  if (use_avx2(input, g)) {
+    avx2::weight_grad(g, input.const_data_ptr<float>(), grad_output.const_data_ptr<float>(),
+                      grad_weight.mutable_data_ptr<float>());
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "corr2d_weight_grad_cpu", [&] {
     weight_grad_impl<scalar_t>(g, input.const_data_ptr<scalar_t>(),
@@ -208,6 +235,9 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
 }
 
 }  // namespace
+
+void set_fast_path_enabled(bool enabled) { fast_path.store(enabled); }
+bool fast_path_enabled() { return fast_path.load(); }
 
 const Corr2dKernels& kernels() {
   static const Corr2dKernels k{&forward, &input_grad, &weight_grad};
