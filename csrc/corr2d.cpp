@@ -123,13 +123,18 @@ std::array<T, 4> check_geometry(const char* op, c10::ArrayRef<T> input, c10::Arr
               ", weight of size ", weight, ", expected input of size ", input, " to have ",
               weight[1] * p.groups, " channels (weight.size(1) * groups), but got ", input[1],
               " channels instead");
+  TORCH_CHECK(input[2] >= 1 && input[3] >= 1, op, ": expected an input of non-zero height and "
+              "width (only the batch or the channels may be empty), but got input of size ",
+              input);
+  TORCH_CHECK(weight[2] >= 1 && weight[3] >= 1, op, ": expected a kernel of at least 1x1, but "
+              "got weight of size ", weight);
   std::array<T, 4> out{input[0], weight[0], T(0), T(0)};
   for (int axis = 0; axis < 2; ++axis) {
     const T& in = input[2 + axis];
     const T& k = weight[2 + axis];
     const T padded = in + 2 * p.padding[axis];
     const T extent = (k - 1) * p.dilation[axis] + 1;
-    TORCH_CHECK(k >= 1 && extent <= padded, op, ": calculated padded input size per channel: (",
+    TORCH_CHECK(extent <= padded, op, ": calculated padded input size per channel: (",
                 input[2] + 2 * p.padding[0], " x ", input[3] + 2 * p.padding[1],
                 "), dilated kernel size: (", (weight[2] - 1) * p.dilation[0] + 1, " x ",
                 (weight[3] - 1) * p.dilation[1] + 1,

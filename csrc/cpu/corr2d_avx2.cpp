@@ -24,6 +24,9 @@
 #include "corr2d_cpu.h"
 
 #define CORR2D_AVX2 __attribute__((target("avx2,fma")))
+// The accumulator arrays must be unrolled away into registers: a loop the compiler leaves
+// rolled indexes them at run time, which keeps them in memory and adds a store to every FMA.
+#define CORR2D_UNROLL _Pragma("GCC unroll 16")
 
 namespace corr2d_ext {
 namespace cpu {
@@ -82,8 +85,10 @@ void stage(const Problem& p, const Slab& s, const float* src, int64_t n, int64_t
     for (int64_t t = 0; t < s.rows; ++t) {
       float* dst = slab + c * s.channel_stride + t * s.row_stride;
       const int64_t r = first_row + t;
+      // Plain loops rather than memset/memcpy: rows are often a few dozen floats (depthwise,
+      // LeNet), where three library calls per row cost more than the copy.
       if (r < 0 || r >= p.src_h) {
-        std::memset(dst, 0, sizeof(float) * s.row_stride);
+        for (int64_t j = 0; j < s.row_stride; ++j) dst[j] = 0.0f;
         continue;
       }
       const float* row = plane + r * p.src_w;
@@ -91,9 +96,10 @@ void stage(const Problem& p, const Slab& s, const float* src, int64_t n, int64_t
         // Padded column j holds source column j - off_w.
         const int64_t begin = std::clamp<int64_t>(p.off_w, 0, s.phase_len);
         const int64_t end = std::clamp<int64_t>(p.off_w + p.src_w, begin, s.phase_len);
-        std::memset(dst, 0, sizeof(float) * begin);
-        std::memcpy(dst + begin, row + (begin - p.off_w), sizeof(float) * (end - begin));
-        std::memset(dst + end, 0, sizeof(float) * (s.phase_len - end));
+        const float* from = row - p.off_w;
+        for (int64_t j = 0; j < begin; ++j) dst[j] = 0.0f;
+        for (int64_t j = begin; j < end; ++j) dst[j] = from[j];
+        for (int64_t j = end; j < s.phase_len; ++j) dst[j] = 0.0f;
       } else {
         for (int64_t q = 0; q < p.sw; ++q) {
           float* phase = dst + q * s.phase_len;
@@ -133,53 +139,102 @@ std::vector<Slot> slots_of(const Problem& p, int64_t dst_rows) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Forward-form micro-kernel: OCB dst channels x NV slots. `in[v]` points at slot v's pixel 0 in
-// channel 0 of the group's slab; `w` at w[o0, 0, 0, 0]; out[v] at dst[n, o0, y, x0] of slot v,
-// which takes `valid[v]` of its 8 results (fewer at the right edge, none for a padding slot).
+// Forward-form micro-kernel: OCB dst channels x NV slots, for `run.blocks` consecutive channel
+// blocks that share the slots (the output-channel blocks of one group, or every channel of a
+// depthwise layer), so that setting up the slots is paid once per run, not once per block.
+// For block b: the slab at in[v] + b * in_stride (slot v's pixel 0, channel 0 of the block's
+// group), weights from w + b * w_stride (w[o0, 0, 0, 0]), bias from bias + b * bias_stride, and
+// slot v's 8 results written to out[v] + b * out_stride, of which `valid[v]` are kept (fewer at
+// the right edge, none for a slot that only pads the last group).
+struct BlockRun {
+  int64_t blocks, in_stride, w_stride, bias_stride, out_stride;
+};
+
+alignas(32) const int32_t kLaneMask[2 * kLanes] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                   0,  0,  0,  0,  0,  0,  0,  0};
+
+// The first `valid` lanes set.
+CORR2D_AVX2 inline __m256i lane_mask(int valid) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask + kLanes - valid));
+}
+
 template <int OCB, int NV>
-CORR2D_AVX2 void forward_tile(const float* const* in, int64_t channel_stride,
-                              const int64_t* tap_off, int64_t taps, int64_t channels,
-                              const float* w, int64_t w_o_stride, const float* bias,
-                              float* const* out, const int* valid, int64_t out_o_stride) {
-  __m256 acc[OCB][NV];
-  for (int j = 0; j < OCB; ++j) {
-    const __m256 b = _mm256_set1_ps(bias ? bias[j] : 0.0f);
-    for (int v = 0; v < NV; ++v) acc[j][v] = b;
-  }
-  const float* base[NV];
-  for (int v = 0; v < NV; ++v) base[v] = in[v];
-  for (int64_t i = 0; i < channels; ++i) {
-    const float* wi = w + i * taps;
-    for (int64_t t = 0; t < taps; ++t) {
-      const int64_t off = tap_off[t];
-      __m256 x[NV];
-      for (int v = 0; v < NV; ++v) x[v] = _mm256_loadu_ps(base[v] + off);
-      for (int j = 0; j < OCB; ++j) {
-        const __m256 wv = _mm256_broadcast_ss(wi + j * w_o_stride + t);
-        for (int v = 0; v < NV; ++v) acc[j][v] = _mm256_fmadd_ps(wv, x[v], acc[j][v]);
-      }
+CORR2D_AVX2 void forward_tiles(const float* const* in, int64_t channel_stride,
+                               const int64_t* tap_off, int64_t taps, int64_t channels,
+                               const float* w, int64_t w_o_stride, const float* bias,
+                               float* const* out, const int* valid, int64_t out_o_stride,
+                               const BlockRun& run) {
+  for (int64_t b = 0; b < run.blocks; ++b) {
+    const float* wb = w + b * run.w_stride;
+    __m256 acc[OCB][NV];
+    CORR2D_UNROLL
+    for (int j = 0; j < OCB; ++j) {
+      const __m256 init = _mm256_set1_ps(bias ? bias[b * run.bias_stride + j] : 0.0f);
+      CORR2D_UNROLL
+      for (int v = 0; v < NV; ++v) acc[j][v] = init;
     }
-    for (int v = 0; v < NV; ++v) base[v] += channel_stride;
-  }
-  for (int v = 0; v < NV; ++v) {
-    if (valid[v] == kLanes) {
-      for (int j = 0; j < OCB; ++j) _mm256_storeu_ps(out[v] + j * out_o_stride, acc[j][v]);
-    } else if (valid[v] > 0) {
-      alignas(32) float tmp[kLanes];
-      for (int j = 0; j < OCB; ++j) {
-        _mm256_store_ps(tmp, acc[j][v]);
-        std::memcpy(out[v] + j * out_o_stride, tmp, sizeof(float) * valid[v]);
+    const float* base[NV];
+    CORR2D_UNROLL
+    for (int v = 0; v < NV; ++v) base[v] = in[v] + b * run.in_stride;
+    for (int64_t i = 0; i < channels; ++i) {
+      const float* wi = wb + i * taps;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t off = tap_off[t];
+        // 16 registers: 12 accumulators, and either the NV input vectors plus one weight
+        // (NV <= 3) or the OCB weights plus one input vector (OCB <= 3) live at a time.
+        if constexpr (NV <= 3) {
+          __m256 x[NV];
+          CORR2D_UNROLL
+          for (int v = 0; v < NV; ++v) x[v] = _mm256_loadu_ps(base[v] + off);
+          CORR2D_UNROLL
+          for (int j = 0; j < OCB; ++j) {
+            const __m256 wv = _mm256_broadcast_ss(wi + j * w_o_stride + t);
+            CORR2D_UNROLL
+            for (int v = 0; v < NV; ++v) acc[j][v] = _mm256_fmadd_ps(wv, x[v], acc[j][v]);
+          }
+        } else {
+          __m256 wv[OCB];
+          CORR2D_UNROLL
+          for (int j = 0; j < OCB; ++j) wv[j] = _mm256_broadcast_ss(wi + j * w_o_stride + t);
+          CORR2D_UNROLL
+          for (int v = 0; v < NV; ++v) {
+            const __m256 x = _mm256_loadu_ps(base[v] + off);
+            CORR2D_UNROLL
+            for (int j = 0; j < OCB; ++j) acc[j][v] = _mm256_fmadd_ps(wv[j], x, acc[j][v]);
+          }
+        }
+      }
+      CORR2D_UNROLL
+      for (int v = 0; v < NV; ++v) base[v] += channel_stride;
+    }
+    CORR2D_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      float* o = out[v] + b * run.out_stride;
+      if (valid[v] == kLanes) {
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) _mm256_storeu_ps(o + j * out_o_stride, acc[j][v]);
+      } else {
+        const __m256i m = lane_mask(valid[v]);
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) _mm256_maskstore_ps(o + j * out_o_stride, m, acc[j][v]);
       }
     }
   }
 }
 
-// Runs the OCB x NV micro-kernel over every slot of a task, in groups of NV (the last group
-// padded with repeats of its first slot, whose results are dropped).
-template <int OCB, int NV>
-void forward_block(const Problem& p, const Slab& s, const std::vector<Slot>& slots,
-                   const float* group_slab, const int64_t* tap_off, const float* w,
-                   const float* bias, float* dst_o0, int64_t y0) {
+// dst rows per task: enough slots to fill the micro-kernel when rows are narrow.
+int64_t rows_per_task(const Problem& p, int64_t min_slots) {
+  const int64_t vectors_per_row = (p.dst_w + kLanes - 1) / kLanes;
+  return std::clamp<int64_t>((min_slots + vectors_per_row - 1) / vectors_per_row, 1, p.dst_h);
+}
+
+// Runs the OCB x NV micro-kernel over every slot of a task, NV slots at a time (the last
+// group padded with repeats of its first slot, whose results are dropped).
+template <int OCB>
+void forward_slots(const Problem& p, const Slab& s, const std::vector<Slot>& slots,
+                   const float* slab, const int64_t* tap_off, const float* w, const float* bias,
+                   float* dst_o0, int64_t y0, const BlockRun& run) {
+  constexpr int NV = kAccRegs / OCB;
   const int64_t cin = p.src_per_group();
   const int64_t out_plane = p.dst_h * p.dst_w;
   for (size_t first = 0; first < slots.size(); first += NV) {
@@ -187,64 +242,70 @@ void forward_block(const Problem& p, const Slab& s, const std::vector<Slot>& slo
     float* out[NV];
     int valid[NV];
     for (int v = 0; v < NV; ++v) {
-      const size_t k = first + v < slots.size() ? first + v : first;
-      const Slot& sl = slots[k];
-      in[v] = group_slab + sl.r * p.sh * s.row_stride + sl.x0;
+      const bool real = first + v < slots.size();
+      const Slot& sl = slots[real ? first + v : first];
+      in[v] = slab + sl.r * p.sh * s.row_stride + sl.x0;
       out[v] = dst_o0 + (y0 + sl.r) * p.dst_w + sl.x0;
-      valid[v] = first + v < slots.size()
-                     ? static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - sl.x0))
-                     : 0;
+      valid[v] = real ? static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - sl.x0)) : 0;
     }
-    forward_tile<OCB, NV>(in, s.channel_stride, tap_off, p.taps(), cin, w, cin * p.taps(), bias,
-                          out, valid, out_plane);
+    forward_tiles<OCB, NV>(in, s.channel_stride, tap_off, p.taps(), cin, w, cin * p.taps(), bias,
+                           out, valid, out_plane, run);
   }
 }
 
-// The OCB channels in one block: 4 where a group has 4 or more, else what it has. With 12
-// accumulators, fewer channels leave room for more pixel vectors.
-template <int OCB>
-void forward_channels(const Problem& p, const Slab& s, const std::vector<Slot>& slots,
-                      const float* group_slab, const int64_t* tap_off, const float* w,
-                      const float* bias, float* dst_o0, int64_t y0) {
-  forward_block<OCB, kAccRegs / OCB>(p, s, slots, group_slab, tap_off, w, bias, dst_o0, y0);
-}
-
-// dst rows per task: enough slots to fill the micro-kernel when rows are narrow.
-int64_t rows_per_task(const Problem& p) {
-  const int64_t vectors_per_row = (p.dst_w + kLanes - 1) / kLanes;
-  return std::clamp<int64_t>((kAccRegs + vectors_per_row - 1) / vectors_per_row, 1, p.dst_h);
-}
-
 void correlate(const Problem& p, const float* src, const float* w, const float* bias, float* dst) {
-  const int64_t rows = rows_per_task(p);
+  const int64_t rows = rows_per_task(p, kAccRegs);
   const int64_t blocks_per_image = (p.dst_h + rows - 1) / rows;
-  const int64_t macs_per_task = rows * p.dst_w * p.dst_channels * p.src_per_group() * p.taps();
+  const int64_t cin = p.src_per_group();
+  const int64_t cout = p.dst_per_group();
+  const int64_t taps = p.taps();
+  const int64_t out_plane = p.dst_h * p.dst_w;
+  // Every task stages a whole block of rows (the last block's extra rows are staged but never
+  // read), so the slab's layout, the tap offsets and the slots are computed once per call.
+  const Slab s(p, rows);
+  const auto tap_off = tap_offsets(p, s);
+  const auto full_slots = slots_of(p, rows);
+  const auto last_slots = slots_of(p, p.dst_h - (blocks_per_image - 1) * rows);
+  // Output-channel blocks of 4, or of 3 where that divides a group evenly (LeNet's 6).
+  const int ocb = cout % 4 == 0 || cout % 3 != 0 ? 4 : 3;
+  const int64_t macs_per_task = rows * p.dst_w * p.dst_channels * cin * taps;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, macs_per_task));
   at::parallel_for(0, p.batch * blocks_per_image, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> slab;
+    std::vector<float> slab(s.size(p));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks_per_image;
       const int64_t y0 = (task % blocks_per_image) * rows;
-      const int64_t task_rows = std::min(rows, p.dst_h - y0);
-      const Slab s(p, task_rows);
-      slab.resize(s.size(p));
+      const auto& slots = y0 + rows <= p.dst_h ? full_slots : last_slots;
       stage(p, s, src, n, y0, slab.data());
-      const auto tap_off = tap_offsets(p, s);
-      const auto slots = slots_of(p, task_rows);
-      const int64_t cin = p.src_per_group();
-      const int64_t cout = p.dst_per_group();
+      float* out_n = dst + n * p.dst_channels * out_plane;
+      if (cin == 1 && cout == 1) {
+        // Depthwise (or one channel): one run over every channel.
+        const BlockRun run{p.groups, s.channel_stride, taps, 1, out_plane};
+        forward_slots<1>(p, s, slots, slab.data(), tap_off.data(), w, bias, out_n, y0, run);
+        continue;
+      }
       for (int64_t g = 0; g < p.groups; ++g) {
         const float* group_slab = slab.data() + g * cin * s.channel_stride;
-        for (int64_t o0 = g * cout; o0 < (g + 1) * cout; o0 += 4) {
-          const float* wo = w + o0 * cin * p.taps();
-          const float* bo = bias ? bias + o0 : nullptr;
-          float* out = dst + (n * p.dst_channels + o0) * p.dst_h * p.dst_w;
-          switch (std::min<int64_t>(4, (g + 1) * cout - o0)) {
-            case 4: forward_channels<4>(p, s, slots, group_slab, tap_off.data(), wo, bo, out, y0); break;
-            case 3: forward_channels<3>(p, s, slots, group_slab, tap_off.data(), wo, bo, out, y0); break;
-            case 2: forward_channels<2>(p, s, slots, group_slab, tap_off.data(), wo, bo, out, y0); break;
-            default: forward_channels<1>(p, s, slots, group_slab, tap_off.data(), wo, bo, out, y0); break;
-          }
+        const int64_t o0 = g * cout;
+        const int64_t full = cout / ocb;
+        const BlockRun run{full, 0, ocb * cin * taps, ocb, ocb * out_plane};
+        const float* b0 = bias ? bias + o0 : nullptr;
+        if (ocb == 3)
+          forward_slots<3>(p, s, slots, group_slab, tap_off.data(), w + o0 * cin * taps, b0,
+                           out_n + o0 * out_plane, y0, run);
+        else if (full > 0)
+          forward_slots<4>(p, s, slots, group_slab, tap_off.data(), w + o0 * cin * taps, b0,
+                           out_n + o0 * out_plane, y0, run);
+        const int64_t o1 = o0 + ocb * full;  // the channels left over
+        const BlockRun run1{1, 0, 0, 0, 0};
+        const float* w1 = w + o1 * cin * taps;
+        const float* b1 = bias ? bias + o1 : nullptr;
+        float* out1 = out_n + o1 * out_plane;
+        switch (cout - ocb * full) {
+          case 3: forward_slots<3>(p, s, slots, group_slab, tap_off.data(), w1, b1, out1, y0, run1); break;
+          case 2: forward_slots<2>(p, s, slots, group_slab, tap_off.data(), w1, b1, out1, y0, run1); break;
+          case 1: forward_slots<1>(p, s, slots, group_slab, tap_off.data(), w1, b1, out1, y0, run1); break;
+          default: break;
         }
       }
     }
@@ -253,74 +314,141 @@ void correlate(const Problem& p, const float* src, const float* w, const float* 
 
 // ---------------------------------------------------------------------------------------------
 // Weight gradient: grad_w[o, i, t] = sum over (n, y, x) of gy[n, o, y, x] * slab(i, y, x, t).
-// Micro-kernel: OCB output channels x TB taps, all 12 accumulators kept as 8 lanes each across
-// every pixel vector of a task's rows, then added into the task's lane buffer; lanes are summed
-// (in a fixed order) once at the end. `gy[v]` points at slot v's 8 staged grad_output values of
-// channel o0, zero past the row's end. MASKED is for the slots at the right edge: their lanes
-// past the row's end would multiply that zero by whatever the slab holds there, and 0 * inf
-// would put a NaN in a gradient that F.conv2d computes finite, so those lanes of the input are
-// cleared instead.
-alignas(32) const int32_t kLaneMask[2 * kLanes] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                   0,  0,  0,  0,  0,  0,  0,  0};
-
+// Micro-kernel: OCB output channels x TB taps in 12 accumulators of 8 lanes, carried across every
+// pixel vector of a task's rows, then stored back into the task's lane buffer; the lanes are
+// summed (in a fixed order) once per chunk. Slot v reads the slab at in + in_off[v] and the
+// staged grad_output (zero past each row's end) at gy + gy_off[v] for channel o0.
+//
+// MASKED is for the slots at the right edge: their lanes past the row's end would multiply that
+// zero by whatever the slab holds there, and 0 * inf would put a NaN in a gradient that
+// F.conv2d computes finite, so those lanes of the input are cleared instead.
 template <int OCB, int TB, bool MASKED>
-CORR2D_AVX2 void weight_grad_tile(const float* const* in, const float* const* gy,
-                                  const int* valid, int nv, int64_t gy_o_stride,
-                                  const int64_t* tap_off, float* lanes, int64_t lanes_o_stride) {
+CORR2D_AVX2 void weight_grad_tile(const float* in, const int64_t* in_off, const float* gy,
+                                  const int64_t* gy_off, const int* valid, int nv,
+                                  int64_t gy_o_stride, const int64_t* tap_off, float* lanes,
+                                  int64_t lanes_o_stride) {
   __m256 acc[OCB][TB];
+  CORR2D_UNROLL
   for (int j = 0; j < OCB; ++j)
+    CORR2D_UNROLL
     for (int t = 0; t < TB; ++t) acc[j][t] = _mm256_loadu_ps(lanes + j * lanes_o_stride + t * kLanes);
+  int64_t taps[TB];
+  CORR2D_UNROLL
+  for (int t = 0; t < TB; ++t) taps[t] = tap_off[t];
   for (int v = 0; v < nv; ++v) {
-    __m256 g[OCB];
-    for (int j = 0; j < OCB; ++j) g[j] = _mm256_loadu_ps(gy[v] + j * gy_o_stride);
-    const float* mask = reinterpret_cast<const float*>(kLaneMask + kLanes - (MASKED ? valid[v] : kLanes));
-    for (int t = 0; t < TB; ++t) {
-      __m256 x = _mm256_loadu_ps(in[v] + tap_off[t]);
-      if (MASKED) x = _mm256_and_ps(x, _mm256_loadu_ps(mask));
-      for (int j = 0; j < OCB; ++j) acc[j][t] = _mm256_fmadd_ps(g[j], x, acc[j][t]);
+    const float* x0 = in + in_off[v];
+    const float* g0 = gy + gy_off[v];
+    __m256 mask = _mm256_setzero_ps();
+    if constexpr (MASKED) mask = _mm256_castsi256_ps(lane_mask(valid[v]));
+    // 16 registers: 12 accumulators, and either the TB input vectors plus one grad_output
+    // vector (TB <= 3) or the OCB grad_output vectors plus one input vector live at a time.
+    if constexpr (TB <= 3) {
+      __m256 x[TB];
+      CORR2D_UNROLL
+      for (int t = 0; t < TB; ++t) {
+        x[t] = _mm256_loadu_ps(x0 + taps[t]);
+        if constexpr (MASKED) x[t] = _mm256_and_ps(x[t], mask);
+      }
+      CORR2D_UNROLL
+      for (int j = 0; j < OCB; ++j) {
+        const __m256 g = _mm256_loadu_ps(g0 + j * gy_o_stride);
+        CORR2D_UNROLL
+        for (int t = 0; t < TB; ++t) acc[j][t] = _mm256_fmadd_ps(g, x[t], acc[j][t]);
+      }
+    } else {
+      __m256 g[OCB];
+      CORR2D_UNROLL
+      for (int j = 0; j < OCB; ++j) g[j] = _mm256_loadu_ps(g0 + j * gy_o_stride);
+      CORR2D_UNROLL
+      for (int t = 0; t < TB; ++t) {
+        __m256 x = _mm256_loadu_ps(x0 + taps[t]);
+        if constexpr (MASKED) x = _mm256_and_ps(x, mask);
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) acc[j][t] = _mm256_fmadd_ps(g[j], x, acc[j][t]);
+      }
     }
   }
+  CORR2D_UNROLL
   for (int j = 0; j < OCB; ++j)
+    CORR2D_UNROLL
     for (int t = 0; t < TB; ++t) _mm256_storeu_ps(lanes + j * lanes_o_stride + t * kLanes, acc[j][t]);
 }
 
-// The slots of a task, split into whole vectors and right-edge ones, with their pointers.
+// The slots of every task, as offsets from the channel's slab and grad_output rows: whole
+// vectors first, then the right-edge ones.
 struct WeightGradSlots {
-  std::vector<const float*> in, gy;
+  std::vector<int64_t> in_off, gy_off;
   std::vector<int> valid;
-  int full = 0;  // the first `full` entries are whole vectors, the rest are partial
+  int full = 0;
+
+  WeightGradSlots(const Problem& p, const Slab& s, int64_t rows, int64_t gy_row) {
+    for (int pass = 0; pass < 2; ++pass)
+      for (const Slot& sl : slots_of(p, rows)) {
+        const bool whole = sl.x0 + kLanes <= p.dst_w;
+        if (whole != (pass == 0)) continue;
+        in_off.push_back(sl.r * p.sh * s.row_stride + sl.x0);
+        gy_off.push_back(sl.r * gy_row + sl.x0);
+        valid.push_back(static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - sl.x0)));
+        full += whole;
+      }
+  }
 };
 
+// TB taps at a time, then the rest (fewer than TB) in one call.
 template <int OCB, int TB>
-void weight_grad_taps(const WeightGradSlots& sl, int64_t gy_o_stride, const int64_t* tap_off,
-                      int64_t taps, float* lanes, int64_t lanes_o_stride) {
-  const int n_all = static_cast<int>(sl.in.size());
-  const int n_part = n_all - sl.full;
-  const float* const* in_p = sl.in.data() + sl.full;
-  const float* const* gy_p = sl.gy.data() + sl.full;
-  const int* valid_p = sl.valid.data() + sl.full;
+void weight_grad_taps(const WeightGradSlots& ws, const float* in, const float* gy,
+                      int64_t gy_o_stride, const int64_t* tap_off, int64_t taps, float* lanes,
+                      int64_t lanes_o_stride);
+
+template <int OCB, int TB>
+void weight_grad_block(const WeightGradSlots& ws, const float* in, const float* gy,
+                       int64_t gy_o_stride, const int64_t* tap_off, float* lanes,
+                       int64_t lanes_o_stride) {
+  const int n_all = static_cast<int>(ws.in_off.size());
+  weight_grad_tile<OCB, TB, false>(in, ws.in_off.data(), gy, ws.gy_off.data(), ws.valid.data(),
+                                   ws.full, gy_o_stride, tap_off, lanes, lanes_o_stride);
+  if (n_all > ws.full)
+    weight_grad_tile<OCB, TB, true>(in, ws.in_off.data() + ws.full, gy, ws.gy_off.data() + ws.full,
+                                    ws.valid.data() + ws.full, n_all - ws.full, gy_o_stride,
+                                    tap_off, lanes, lanes_o_stride);
+}
+
+template <int OCB, int TB>
+void weight_grad_rest(int64_t rest, const WeightGradSlots& ws, const float* in, const float* gy,
+                      int64_t gy_o_stride, const int64_t* tap_off, float* lanes,
+                      int64_t lanes_o_stride) {
+  if constexpr (TB > 1) {
+    if (rest == TB - 1) {
+      weight_grad_block<OCB, TB - 1>(ws, in, gy, gy_o_stride, tap_off, lanes, lanes_o_stride);
+      return;
+    }
+    weight_grad_rest<OCB, TB - 1>(rest, ws, in, gy, gy_o_stride, tap_off, lanes, lanes_o_stride);
+  }
+}
+
+template <int OCB, int TB>
+void weight_grad_taps(const WeightGradSlots& ws, const float* in, const float* gy,
+                      int64_t gy_o_stride, const int64_t* tap_off, int64_t taps, float* lanes,
+                      int64_t lanes_o_stride) {
   int64_t t = 0;
-  for (; t + TB <= taps; t += TB) {
-    weight_grad_tile<OCB, TB, false>(sl.in.data(), sl.gy.data(), sl.valid.data(), sl.full,
-                                     gy_o_stride, tap_off + t, lanes + t * kLanes, lanes_o_stride);
-    weight_grad_tile<OCB, TB, true>(in_p, gy_p, valid_p, n_part, gy_o_stride, tap_off + t,
-                                    lanes + t * kLanes, lanes_o_stride);
-  }
-  for (; t < taps; ++t) {
-    weight_grad_tile<OCB, 1, false>(sl.in.data(), sl.gy.data(), sl.valid.data(), sl.full,
-                                    gy_o_stride, tap_off + t, lanes + t * kLanes, lanes_o_stride);
-    weight_grad_tile<OCB, 1, true>(in_p, gy_p, valid_p, n_part, gy_o_stride, tap_off + t,
-                                   lanes + t * kLanes, lanes_o_stride);
-  }
+  for (; t + TB <= taps; t += TB)
+    weight_grad_block<OCB, TB>(ws, in, gy, gy_o_stride, tap_off + t, lanes + t * kLanes,
+                               lanes_o_stride);
+  if (t < taps)
+    weight_grad_rest<OCB, TB>(taps - t, ws, in, gy, gy_o_stride, tap_off + t, lanes + t * kLanes,
+                              lanes_o_stride);
 }
 
 // Chunks of the sum over (n, row block): a number fixed by the geometry, never by the thread
 // count, each summed by one task into its own weight-sized partial; partials are then added
 // in chunk order. That keeps the result bitwise the same for any number of threads.
 constexpr int64_t kWeightGradChunks = 16;
+// Slots per weight-gradient task: the accumulators are loaded and stored once per pass over
+// the task's slots, so more slots amortize that; the staged rows must still fit in L2.
+constexpr int64_t kWeightGradSlots = 48;
 
 void weight_grad_sum(const Problem& p, const float* src, const float* grad_out, float* grad_w) {
-  const int64_t rows = rows_per_task(p);
+  const int64_t rows = rows_per_task(p, kWeightGradSlots);
   const int64_t blocks_per_image = (p.dst_h + rows - 1) / rows;
   const int64_t total_blocks = p.batch * blocks_per_image;
   const int64_t chunks = std::min(total_blocks, kWeightGradChunks);
@@ -329,10 +457,18 @@ void weight_grad_sum(const Problem& p, const float* src, const float* grad_out, 
   const int64_t cout = p.dst_per_group();
   const int64_t taps = p.taps();
   const int64_t w_numel = p.dst_channels * cin * taps;
+  // As in correlate(): one slab layout, one set of tap offsets and slots for every task.
+  const Slab s(p, rows);
+  const auto tap_off = tap_offsets(p, s);
+  const int64_t gy_row = s.x_alloc;
+  const int64_t gy_o_stride = rows * gy_row;
+  const WeightGradSlots full_slots(p, s, rows, gy_row);
+  const WeightGradSlots last_slots(p, s, p.dst_h - (blocks_per_image - 1) * rows, gy_row);
   std::vector<float> partial(chunks * w_numel);
 
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> slab, gy_stage, lanes(w_numel * kLanes);
+    std::vector<float> slab(s.size(p)), gy_stage(p.dst_channels * gy_o_stride, 0.0f);
+    std::vector<float> lanes(w_numel * kLanes);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       std::fill(lanes.begin(), lanes.end(), 0.0f);
       const int64_t b_end = std::min(total_blocks, (chunk + 1) * blocks_per_chunk);
@@ -340,50 +476,29 @@ void weight_grad_sum(const Problem& p, const float* src, const float* grad_out, 
         const int64_t n = b / blocks_per_image;
         const int64_t y0 = (b % blocks_per_image) * rows;
         const int64_t task_rows = std::min(rows, p.dst_h - y0);
-        const Slab s(p, task_rows);
-        slab.resize(s.size(p));
+        const WeightGradSlots& ws = task_rows == rows ? full_slots : last_slots;
         stage(p, s, src, n, y0, slab.data());
-        const auto tap_off = tap_offsets(p, s);
-        const auto slots = slots_of(p, task_rows);
-        // grad_output rows of this block, every channel, zero past each row's end.
-        const int64_t gy_row = s.x_alloc;
-        const int64_t gy_o_stride = task_rows * gy_row;
-        gy_stage.assign(p.dst_channels * gy_o_stride, 0.0f);
+        // grad_output rows of this block, every channel; the columns past each row's end stay
+        // zero from the allocation.
         for (int64_t o = 0; o < p.dst_channels; ++o)
-          for (int64_t r = 0; r < task_rows; ++r)
-            std::memcpy(gy_stage.data() + o * gy_o_stride + r * gy_row,
-                        grad_out + ((n * p.dst_channels + o) * p.dst_h + y0 + r) * p.dst_w,
-                        sizeof(float) * p.dst_w);
-        // Whole vectors first, right-edge ones after.
-        std::vector<Slot> ordered;
-        for (const Slot& sl : slots)
-          if (sl.x0 + kLanes <= p.dst_w) ordered.push_back(sl);
-        const int full = static_cast<int>(ordered.size());
-        for (const Slot& sl : slots)
-          if (sl.x0 + kLanes > p.dst_w) ordered.push_back(sl);
-        WeightGradSlots ws;
-        ws.full = full;
-        ws.in.resize(ordered.size());
-        ws.gy.resize(ordered.size());
-        ws.valid.resize(ordered.size());
-        for (size_t v = 0; v < ordered.size(); ++v)
-          ws.valid[v] = static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - ordered[v].x0));
+          for (int64_t r = 0; r < task_rows; ++r) {
+            const float* from = grad_out + ((n * p.dst_channels + o) * p.dst_h + y0 + r) * p.dst_w;
+            float* to = gy_stage.data() + o * gy_o_stride + r * gy_row;
+            for (int64_t x = 0; x < p.dst_w; ++x) to[x] = from[x];
+          }
         const int64_t l_o_stride = cin * taps * kLanes;
         for (int64_t g = 0; g < p.groups; ++g) {
-          for (int64_t i = 0; i < cin; ++i) {
-            const float* chan = slab.data() + (g * cin + i) * s.channel_stride;
-            for (size_t v = 0; v < ordered.size(); ++v)
-              ws.in[v] = chan + ordered[v].r * p.sh * s.row_stride + ordered[v].x0;
-            for (int64_t o0 = g * cout; o0 < (g + 1) * cout; o0 += 4) {
-              for (size_t v = 0; v < ordered.size(); ++v)
-                ws.gy[v] = gy_stage.data() + o0 * gy_o_stride + ordered[v].r * gy_row + ordered[v].x0;
+          for (int64_t o0 = g * cout; o0 < (g + 1) * cout; o0 += 4) {
+            const float* gy = gy_stage.data() + o0 * gy_o_stride;
+            for (int64_t i = 0; i < cin; ++i) {
+              const float* in = slab.data() + (g * cin + i) * s.channel_stride;
               float* l = lanes.data() + ((o0 * cin + i) * taps) * kLanes;
               const int64_t* to = tap_off.data();
               switch (std::min<int64_t>(4, (g + 1) * cout - o0)) {
-                case 4: weight_grad_taps<4, 3>(ws, gy_o_stride, to, taps, l, l_o_stride); break;
-                case 3: weight_grad_taps<3, 4>(ws, gy_o_stride, to, taps, l, l_o_stride); break;
-                case 2: weight_grad_taps<2, 6>(ws, gy_o_stride, to, taps, l, l_o_stride); break;
-                default: weight_grad_taps<1, 12>(ws, gy_o_stride, to, taps, l, l_o_stride); break;
+                case 4: weight_grad_taps<4, 3>(ws, in, gy, gy_o_stride, to, taps, l, l_o_stride); break;
+                case 3: weight_grad_taps<3, 4>(ws, in, gy, gy_o_stride, to, taps, l, l_o_stride); break;
+                case 2: weight_grad_taps<2, 6>(ws, in, gy, gy_o_stride, to, taps, l, l_o_stride); break;
+                default: weight_grad_taps<1, 12>(ws, in, gy, gy_o_stride, to, taps, l, l_o_stride); break;
               }
             }
           }
