@@ -73,17 +73,21 @@ struct Slab {
     row_stride = p.sw * phase_len;
     channel_stride = rows * row_stride;
   }
-  int64_t size(const Problem& p) const { return p.src_channels * channel_stride; }
+  // Floats for `channels` staged channels.
+  int64_t size(int64_t channels) const { return channels * channel_stride; }
 };
 
-// Fills the slab for dst rows starting at y0 of image n: zeros wherever the window reaches
-// into padding (or past the end, for the rounded-up last vector).
-void stage(const Problem& p, const Slab& s, const float* src, int64_t n, int64_t y0, float* slab) {
+// Fills the slab with src channels [c_begin, c_end) of image n, for the dst rows starting at
+// y0: zeros wherever the window reaches into padding (or past the end, for the rounded-up last
+// vector). A task stages one group (or a few depthwise channels) at a time, so the slab stays
+// in L2 however many channels the layer has.
+void stage(const Problem& p, const Slab& s, const float* src, int64_t n, int64_t y0,
+           int64_t c_begin, int64_t c_end, float* slab) {
   const int64_t first_row = y0 * p.sh - p.off_h;
-  for (int64_t c = 0; c < p.src_channels; ++c) {
+  for (int64_t c = c_begin; c < c_end; ++c) {
     const float* plane = src + (n * p.src_channels + c) * p.src_h * p.src_w;
     for (int64_t t = 0; t < s.rows; ++t) {
-      float* dst = slab + c * s.channel_stride + t * s.row_stride;
+      float* dst = slab + (c - c_begin) * s.channel_stride + t * s.row_stride;
       const int64_t r = first_row + t;
       // Plain loops rather than memset/memcpy: rows are often a few dozen floats (depthwise,
       // LeNet), where three library calls per row cost more than the copy.
@@ -125,18 +129,31 @@ std::vector<int64_t> tap_offsets(const Problem& p, const Slab& s) {
   return off;
 }
 
-// One vector of 8 dst pixels of a task: dst row r of the task's row block, columns x0..x0+7.
-struct Slot {
-  int64_t r;
-  int64_t x0;
-};
+// The vectors of 8 dst pixels of a task (its "slots"), as offsets: slot v covers dst row r of
+// the task's row block, columns x0 .. x0 + 7, and reads the slab at in_off[v], the staged
+// grad_output at gy_off[v]; it writes dst at out_off[v] from the task's first row, and `valid`
+// of its 8 lanes are real (fewer at the right edge). Whole vectors come first. Computed once
+// per call, for a full row block and for the last one.
+struct SlotTable {
+  std::vector<int64_t> in_off, out_off, gy_off;
+  std::vector<int> valid;
+  int full = 0;  // the first `full` slots are whole vectors
 
-std::vector<Slot> slots_of(const Problem& p, int64_t dst_rows) {
-  std::vector<Slot> slots;
-  for (int64_t r = 0; r < dst_rows; ++r)
-    for (int64_t x0 = 0; x0 < p.dst_w; x0 += kLanes) slots.push_back({r, x0});
-  return slots;
-}
+  SlotTable(const Problem& p, const Slab& s, int64_t rows) {
+    for (int pass = 0; pass < 2; ++pass)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t x0 = 0; x0 < p.dst_w; x0 += kLanes) {
+          const bool whole = x0 + kLanes <= p.dst_w;
+          if (whole != (pass == 0)) continue;
+          in_off.push_back(r * p.sh * s.row_stride + x0);
+          out_off.push_back(r * p.dst_w + x0);
+          gy_off.push_back(r * s.x_alloc + x0);
+          valid.push_back(static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - x0)));
+          full += whole;
+        }
+  }
+  int size() const { return static_cast<int>(in_off.size()); }
+};
 
 // ---------------------------------------------------------------------------------------------
 // Forward-form micro-kernel: OCB dst channels x NV slots, for `run.blocks` consecutive channel
@@ -159,10 +176,10 @@ CORR2D_AVX2 inline __m256i lane_mask(int valid) {
 }
 
 template <int OCB, int NV>
-CORR2D_AVX2 void forward_tiles(const float* const* in, int64_t channel_stride,
+CORR2D_AVX2 void forward_tiles(const float* in, const int64_t* in_off, int64_t channel_stride,
                                const int64_t* tap_off, int64_t taps, int64_t channels,
-                               const float* w, int64_t w_o_stride, const float* bias,
-                               float* const* out, const int* valid, int64_t out_o_stride,
+                               const float* w, int64_t w_o_stride, const float* bias, float* out,
+                               const int64_t* out_off, const int* valid, int64_t out_o_stride,
                                const BlockRun& run) {
   for (int64_t b = 0; b < run.blocks; ++b) {
     const float* wb = w + b * run.w_stride;
@@ -175,7 +192,7 @@ CORR2D_AVX2 void forward_tiles(const float* const* in, int64_t channel_stride,
     }
     const float* base[NV];
     CORR2D_UNROLL
-    for (int v = 0; v < NV; ++v) base[v] = in[v] + b * run.in_stride;
+    for (int v = 0; v < NV; ++v) base[v] = in + in_off[v] + b * run.in_stride;
     for (int64_t i = 0; i < channels; ++i) {
       const float* wi = wb + i * taps;
       for (int64_t t = 0; t < taps; ++t) {
@@ -209,7 +226,7 @@ CORR2D_AVX2 void forward_tiles(const float* const* in, int64_t channel_stride,
     }
     CORR2D_UNROLL
     for (int v = 0; v < NV; ++v) {
-      float* o = out[v] + b * run.out_stride;
+      float* o = out + out_off[v] + b * run.out_stride;
       if (valid[v] == kLanes) {
         CORR2D_UNROLL
         for (int j = 0; j < OCB; ++j) _mm256_storeu_ps(o + j * out_o_stride, acc[j][v]);
@@ -222,34 +239,56 @@ CORR2D_AVX2 void forward_tiles(const float* const* in, int64_t channel_stride,
   }
 }
 
-// dst rows per task: enough slots to fill the micro-kernel when rows are narrow.
+// The staged rows of one group (or one chunk of depthwise channels) should stay in L2.
+constexpr int64_t kSlabBytes = 96 * 1024;
+
+// dst rows per task: at least enough for `min_slots` vectors (to fill the micro-kernel when
+// rows are narrow), and enough that the (kh - 1) * dh extra rows every block stages are a
+// small overhead, as long as one group's staged rows fit in kSlabBytes.
 int64_t rows_per_task(const Problem& p, int64_t min_slots) {
   const int64_t vectors_per_row = (p.dst_w + kLanes - 1) / kLanes;
-  return std::clamp<int64_t>((min_slots + vectors_per_row - 1) / vectors_per_row, 1, p.dst_h);
+  const int64_t at_least = std::min(p.dst_h, (min_slots + vectors_per_row - 1) / vectors_per_row);
+  const int64_t halo = (p.kh - 1) * p.dh;
+  const int64_t row_bytes = p.src_per_group() * Slab(p, 1).row_stride * int64_t{sizeof(float)};
+  int64_t rows = std::min(p.dst_h, std::max(at_least, 4 * halo));
+  while (rows > at_least && ((rows - 1) * p.sh + halo + 1) * row_bytes > kSlabBytes) --rows;
+  return std::max<int64_t>(rows, 1);
+}
+
+// Depthwise (one src and one dst channel per group) groups staged together: as many as fit.
+int64_t groups_per_stage(const Problem& p, const Slab& s) {
+  if (p.src_per_group() != 1 || p.dst_per_group() != 1) return 1;
+  const int64_t per_channel = s.channel_stride * int64_t{sizeof(float)};
+  return std::clamp<int64_t>(kSlabBytes / per_channel, 1, p.groups);
 }
 
 // Runs the OCB x NV micro-kernel over every slot of a task, NV slots at a time (the last
-// group padded with repeats of its first slot, whose results are dropped).
+// group padded with repeats of its first slot, with no valid lanes).
 template <int OCB>
-void forward_slots(const Problem& p, const Slab& s, const std::vector<Slot>& slots,
-                   const float* slab, const int64_t* tap_off, const float* w, const float* bias,
-                   float* dst_o0, int64_t y0, const BlockRun& run) {
+void forward_slots(const Problem& p, const Slab& s, const SlotTable& st, const float* slab,
+                   const int64_t* tap_off, const float* w, const float* bias, float* dst_o0,
+                   int64_t y0, const BlockRun& run) {
   constexpr int NV = kAccRegs / OCB;
   const int64_t cin = p.src_per_group();
   const int64_t out_plane = p.dst_h * p.dst_w;
-  for (size_t first = 0; first < slots.size(); first += NV) {
-    const float* in[NV];
-    float* out[NV];
+  float* out = dst_o0 + y0 * p.dst_w;
+  const int n = st.size();
+  int first = 0;
+  for (; first + NV <= n; first += NV)
+    forward_tiles<OCB, NV>(slab, st.in_off.data() + first, s.channel_stride, tap_off, p.taps(),
+                           cin, w, cin * p.taps(), bias, out, st.out_off.data() + first,
+                           st.valid.data() + first, out_plane, run);
+  if (first < n) {
+    int64_t in_off[NV], out_off[NV];
     int valid[NV];
     for (int v = 0; v < NV; ++v) {
-      const bool real = first + v < slots.size();
-      const Slot& sl = slots[real ? first + v : first];
-      in[v] = slab + sl.r * p.sh * s.row_stride + sl.x0;
-      out[v] = dst_o0 + (y0 + sl.r) * p.dst_w + sl.x0;
-      valid[v] = real ? static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - sl.x0)) : 0;
+      const int k = first + v < n ? first + v : first;
+      in_off[v] = st.in_off[k];
+      out_off[v] = st.out_off[k];
+      valid[v] = first + v < n ? st.valid[k] : 0;
     }
-    forward_tiles<OCB, NV>(in, s.channel_stride, tap_off, p.taps(), cin, w, cin * p.taps(), bias,
-                           out, valid, out_plane, run);
+    forward_tiles<OCB, NV>(slab, in_off, s.channel_stride, tap_off, p.taps(), cin, w,
+                           cin * p.taps(), bias, out, out_off, valid, out_plane, run);
   }
 }
 
@@ -264,28 +303,34 @@ void correlate(const Problem& p, const float* src, const float* w, const float* 
   // read), so the slab's layout, the tap offsets and the slots are computed once per call.
   const Slab s(p, rows);
   const auto tap_off = tap_offsets(p, s);
-  const auto full_slots = slots_of(p, rows);
-  const auto last_slots = slots_of(p, p.dst_h - (blocks_per_image - 1) * rows);
+  const SlotTable full_slots(p, s, rows);
+  const SlotTable last_slots(p, s, p.dst_h - (blocks_per_image - 1) * rows);
   // Output-channel blocks of 4, or of 3 where that divides a group evenly (LeNet's 6).
   const int ocb = cout % 4 == 0 || cout % 3 != 0 ? 4 : 3;
   const int64_t macs_per_task = rows * p.dst_w * p.dst_channels * cin * taps;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, macs_per_task));
+  const int64_t chunk = groups_per_stage(p, s);
   at::parallel_for(0, p.batch * blocks_per_image, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> slab(s.size(p));
+    std::vector<float> slab(s.size(chunk * cin));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks_per_image;
       const int64_t y0 = (task % blocks_per_image) * rows;
       const auto& slots = y0 + rows <= p.dst_h ? full_slots : last_slots;
-      stage(p, s, src, n, y0, slab.data());
       float* out_n = dst + n * p.dst_channels * out_plane;
       if (cin == 1 && cout == 1) {
-        // Depthwise (or one channel): one run over every channel.
-        const BlockRun run{p.groups, s.channel_stride, taps, 1, out_plane};
-        forward_slots<1>(p, s, slots, slab.data(), tap_off.data(), w, bias, out_n, y0, run);
+        // Depthwise (or one channel): one run over each staged chunk of channels.
+        for (int64_t g0 = 0; g0 < p.groups; g0 += chunk) {
+          const int64_t g1 = std::min(p.groups, g0 + chunk);
+          stage(p, s, src, n, y0, g0, g1, slab.data());
+          const BlockRun run{g1 - g0, s.channel_stride, taps, 1, out_plane};
+          forward_slots<1>(p, s, slots, slab.data(), tap_off.data(), w + g0 * taps,
+                           bias ? bias + g0 : nullptr, out_n + g0 * out_plane, y0, run);
+        }
         continue;
       }
       for (int64_t g = 0; g < p.groups; ++g) {
-        const float* group_slab = slab.data() + g * cin * s.channel_stride;
+        stage(p, s, src, n, y0, g * cin, (g + 1) * cin, slab.data());
+        const float* group_slab = slab.data();
         const int64_t o0 = g * cout;
         const int64_t full = cout / ocb;
         const BlockRun run{full, 0, ocb * cin * taps, ocb, ocb * out_plane};
@@ -374,37 +419,17 @@ CORR2D_AVX2 void weight_grad_tile(const float* in, const int64_t* in_off, const 
     for (int t = 0; t < TB; ++t) _mm256_storeu_ps(lanes + j * lanes_o_stride + t * kLanes, acc[j][t]);
 }
 
-// The slots of every task, as offsets from the channel's slab and grad_output rows: whole
-// vectors first, then the right-edge ones.
-struct WeightGradSlots {
-  std::vector<int64_t> in_off, gy_off;
-  std::vector<int> valid;
-  int full = 0;
-
-  WeightGradSlots(const Problem& p, const Slab& s, int64_t rows, int64_t gy_row) {
-    for (int pass = 0; pass < 2; ++pass)
-      for (const Slot& sl : slots_of(p, rows)) {
-        const bool whole = sl.x0 + kLanes <= p.dst_w;
-        if (whole != (pass == 0)) continue;
-        in_off.push_back(sl.r * p.sh * s.row_stride + sl.x0);
-        gy_off.push_back(sl.r * gy_row + sl.x0);
-        valid.push_back(static_cast<int>(std::min<int64_t>(kLanes, p.dst_w - sl.x0)));
-        full += whole;
-      }
-  }
-};
-
 // TB taps at a time, then the rest (fewer than TB) in one call.
 template <int OCB, int TB>
-void weight_grad_taps(const WeightGradSlots& ws, const float* in, const float* gy,
+void weight_grad_taps(const SlotTable& ws, const float* in, const float* gy,
                       int64_t gy_o_stride, const int64_t* tap_off, int64_t taps, float* lanes,
                       int64_t lanes_o_stride);
 
 template <int OCB, int TB>
-void weight_grad_block(const WeightGradSlots& ws, const float* in, const float* gy,
+void weight_grad_block(const SlotTable& ws, const float* in, const float* gy,
                        int64_t gy_o_stride, const int64_t* tap_off, float* lanes,
                        int64_t lanes_o_stride) {
-  const int n_all = static_cast<int>(ws.in_off.size());
+  const int n_all = ws.size();
   weight_grad_tile<OCB, TB, false>(in, ws.in_off.data(), gy, ws.gy_off.data(), ws.valid.data(),
                                    ws.full, gy_o_stride, tap_off, lanes, lanes_o_stride);
   if (n_all > ws.full)
@@ -414,7 +439,7 @@ void weight_grad_block(const WeightGradSlots& ws, const float* in, const float* 
 }
 
 template <int OCB, int TB>
-void weight_grad_rest(int64_t rest, const WeightGradSlots& ws, const float* in, const float* gy,
+void weight_grad_rest(int64_t rest, const SlotTable& ws, const float* in, const float* gy,
                       int64_t gy_o_stride, const int64_t* tap_off, float* lanes,
                       int64_t lanes_o_stride) {
   if constexpr (TB > 1) {
@@ -427,7 +452,7 @@ void weight_grad_rest(int64_t rest, const WeightGradSlots& ws, const float* in, 
 }
 
 template <int OCB, int TB>
-void weight_grad_taps(const WeightGradSlots& ws, const float* in, const float* gy,
+void weight_grad_taps(const SlotTable& ws, const float* in, const float* gy,
                       int64_t gy_o_stride, const int64_t* tap_off, int64_t taps, float* lanes,
                       int64_t lanes_o_stride) {
   int64_t t = 0;
@@ -462,12 +487,12 @@ void weight_grad_sum(const Problem& p, const float* src, const float* grad_out, 
   const auto tap_off = tap_offsets(p, s);
   const int64_t gy_row = s.x_alloc;
   const int64_t gy_o_stride = rows * gy_row;
-  const WeightGradSlots full_slots(p, s, rows, gy_row);
-  const WeightGradSlots last_slots(p, s, p.dst_h - (blocks_per_image - 1) * rows, gy_row);
+  const SlotTable full_slots(p, s, rows);
+  const SlotTable last_slots(p, s, p.dst_h - (blocks_per_image - 1) * rows);
   std::vector<float> partial(chunks * w_numel);
 
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> slab(s.size(p)), gy_stage(p.dst_channels * gy_o_stride, 0.0f);
+    std::vector<float> slab(s.size(cin)), gy_stage(cout * gy_o_stride, 0.0f);
     std::vector<float> lanes(w_numel * kLanes);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       std::fill(lanes.begin(), lanes.end(), 0.0f);
@@ -476,22 +501,23 @@ void weight_grad_sum(const Problem& p, const float* src, const float* grad_out, 
         const int64_t n = b / blocks_per_image;
         const int64_t y0 = (b % blocks_per_image) * rows;
         const int64_t task_rows = std::min(rows, p.dst_h - y0);
-        const WeightGradSlots& ws = task_rows == rows ? full_slots : last_slots;
-        stage(p, s, src, n, y0, slab.data());
-        // grad_output rows of this block, every channel; the columns past each row's end stay
-        // zero from the allocation.
-        for (int64_t o = 0; o < p.dst_channels; ++o)
-          for (int64_t r = 0; r < task_rows; ++r) {
-            const float* from = grad_out + ((n * p.dst_channels + o) * p.dst_h + y0 + r) * p.dst_w;
-            float* to = gy_stage.data() + o * gy_o_stride + r * gy_row;
-            for (int64_t x = 0; x < p.dst_w; ++x) to[x] = from[x];
-          }
+        const SlotTable& ws = task_rows == rows ? full_slots : last_slots;
         const int64_t l_o_stride = cin * taps * kLanes;
         for (int64_t g = 0; g < p.groups; ++g) {
+          stage(p, s, src, n, y0, g * cin, (g + 1) * cin, slab.data());
+          // The group's grad_output rows; the columns past each row's end stay zero from the
+          // allocation.
+          for (int64_t o = 0; o < cout; ++o)
+            for (int64_t r = 0; r < task_rows; ++r) {
+              const float* from =
+                  grad_out + ((n * p.dst_channels + g * cout + o) * p.dst_h + y0 + r) * p.dst_w;
+              float* to = gy_stage.data() + o * gy_o_stride + r * gy_row;
+              for (int64_t x = 0; x < p.dst_w; ++x) to[x] = from[x];
+            }
           for (int64_t o0 = g * cout; o0 < (g + 1) * cout; o0 += 4) {
-            const float* gy = gy_stage.data() + o0 * gy_o_stride;
+            const float* gy = gy_stage.data() + (o0 - g * cout) * gy_o_stride;
             for (int64_t i = 0; i < cin; ++i) {
-              const float* in = slab.data() + (g * cin + i) * s.channel_stride;
+              const float* in = slab.data() + i * s.channel_stride;
               float* l = lanes.data() + ((o0 * cin + i) * taps) * kLanes;
               const int64_t* to = tap_off.data();
               switch (std::min<int64_t>(4, (g + 1) * cout - o0)) {
