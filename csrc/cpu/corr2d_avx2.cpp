@@ -38,6 +38,14 @@ constexpr int kAccRegs = 12;  // accumulators per micro-kernel; the other 4 regi
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
+alignas(32) const int32_t kLaneMask[2 * kLanes] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                   0,  0,  0,  0,  0,  0,  0,  0};
+
+// The first `valid` lanes set.
+CORR2D_AVX2 inline __m256i lane_mask(int valid) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask + kLanes - valid));
+}
+
 // ---------------------------------------------------------------------------------------------
 // A correlation in forward form: dst[n, o] = bias[o] + sum over the src channels i of o's group
 // and the taps (kh, kw) of src[n, i, y*sh - off_h + kh*dh, x*sw - off_w + kw*dw] * w[o, i, kh, kw]
@@ -77,6 +85,22 @@ struct Slab {
   int64_t size(int64_t channels) const { return channels * channel_stride; }
 };
 
+// dst[j] = from[j] for j in [begin, end), 0 elsewhere in [0, len): one staged row at stride 1.
+// Rows are often a few dozen floats (depthwise, LeNet), where a library call costs more than
+// the copy, so this is whole-vector stores only: the zeros before `begin` and after `end` are
+// written a vector at a time, running over into the copied part (rewritten after) and past
+// `len` (into the next row, staged after this one, or the slab's kLanes floats of slack). The
+// optimize attribute stops GCC from turning the zero loops back into memset calls.
+__attribute__((target("avx2,fma"), optimize("no-tree-loop-distribute-patterns")))
+void stage_row(float* dst, const float* from, int64_t begin, int64_t end, int64_t len) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t j = 0; j < begin; j += kLanes) _mm256_storeu_ps(dst + j, zero);
+  int64_t j = begin;
+  for (; j + kLanes <= end; j += kLanes) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(from + j));
+  for (; j < end; ++j) dst[j] = from[j];
+  for (j = end; j < len; j += kLanes) _mm256_storeu_ps(dst + j, zero);
+}
+
 // Fills the slab with src channels [c_begin, c_end) of image n, for the dst rows starting at
 // y0: zeros wherever the window reaches into padding (or past the end, for the rounded-up last
 // vector). A task stages one group (or a few depthwise channels) at a time, so the slab stays
@@ -100,10 +124,7 @@ void stage(const Problem& p, const Slab& s, const float* src, int64_t n, int64_t
         // Padded column j holds source column j - off_w.
         const int64_t begin = std::clamp<int64_t>(p.off_w, 0, s.phase_len);
         const int64_t end = std::clamp<int64_t>(p.off_w + p.src_w, begin, s.phase_len);
-        const float* from = row - p.off_w;
-        for (int64_t j = 0; j < begin; ++j) dst[j] = 0.0f;
-        for (int64_t j = begin; j < end; ++j) dst[j] = from[j];
-        for (int64_t j = end; j < s.phase_len; ++j) dst[j] = 0.0f;
+        stage_row(dst, row - p.off_w, begin, end, s.phase_len);
       } else {
         for (int64_t q = 0; q < p.sw; ++q) {
           float* phase = dst + q * s.phase_len;
@@ -167,13 +188,6 @@ struct BlockRun {
   int64_t blocks, in_stride, w_stride, bias_stride, out_stride;
 };
 
-alignas(32) const int32_t kLaneMask[2 * kLanes] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                   0,  0,  0,  0,  0,  0,  0,  0};
-
-// The first `valid` lanes set.
-CORR2D_AVX2 inline __m256i lane_mask(int valid) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask + kLanes - valid));
-}
 
 template <int OCB, int NV>
 CORR2D_AVX2 void forward_tiles(const float* in, const int64_t* in_off, int64_t channel_stride,
@@ -230,10 +244,14 @@ CORR2D_AVX2 void forward_tiles(const float* in, const int64_t* in_off, int64_t c
       if (valid[v] == kLanes) {
         CORR2D_UNROLL
         for (int j = 0; j < OCB; ++j) _mm256_storeu_ps(o + j * out_o_stride, acc[j][v]);
-      } else {
-        const __m256i m = lane_mask(valid[v]);
+      } else if (valid[v] > 0) {
+        // Not a masked store: vmaskmovps is microcoded and slow on AMD cores.
+        alignas(32) float tmp[kLanes];
         CORR2D_UNROLL
-        for (int j = 0; j < OCB; ++j) _mm256_maskstore_ps(o + j * out_o_stride, m, acc[j][v]);
+        for (int j = 0; j < OCB; ++j) {
+          _mm256_store_ps(tmp, acc[j][v]);
+          for (int k = 0; k < valid[v]; ++k) o[j * out_o_stride + k] = tmp[k];
+        }
       }
     }
   }
@@ -245,11 +263,17 @@ constexpr int64_t kSlabBytes = 96 * 1024;
 // dst rows per task: at least enough for `min_slots` vectors (to fill the micro-kernel when
 // rows are narrow), and enough that the (kh - 1) * dh extra rows every block stages are a
 // small overhead, as long as one group's staged rows fit in kSlabBytes.
+// Small images in a batch are taken whole (every input row staged once, read in order), if
+// the batch alone gives the threads enough tasks. Depends on the geometry only: the weight
+// gradient's summation order follows the row blocks, and must not change with the threads.
 int64_t rows_per_task(const Problem& p, int64_t min_slots) {
   const int64_t vectors_per_row = (p.dst_w + kLanes - 1) / kLanes;
   const int64_t at_least = std::min(p.dst_h, (min_slots + vectors_per_row - 1) / vectors_per_row);
   const int64_t halo = (p.kh - 1) * p.dh;
   const int64_t row_bytes = p.src_per_group() * Slab(p, 1).row_stride * int64_t{sizeof(float)};
+  constexpr int64_t kWholeImageBatch = 4;
+  if (p.batch >= kWholeImageBatch && Slab(p, p.dst_h).rows * row_bytes <= kSlabBytes / 4)
+    return p.dst_h;
   int64_t rows = std::min(p.dst_h, std::max(at_least, 4 * halo));
   while (rows > at_least && ((rows - 1) * p.sh + halo + 1) * row_bytes > kSlabBytes) --rows;
   return std::max<int64_t>(rows, 1);
@@ -259,7 +283,7 @@ int64_t rows_per_task(const Problem& p, int64_t min_slots) {
 int64_t groups_per_stage(const Problem& p, const Slab& s) {
   if (p.src_per_group() != 1 || p.dst_per_group() != 1) return 1;
   const int64_t per_channel = s.channel_stride * int64_t{sizeof(float)};
-  return std::clamp<int64_t>(kSlabBytes / per_channel, 1, p.groups);
+  return std::clamp<int64_t>(kSlabBytes / 4 / per_channel, 1, p.groups);
 }
 
 // Runs the OCB x NV micro-kernel over every slot of a task, NV slots at a time (the last
@@ -311,7 +335,7 @@ void correlate(const Problem& p, const float* src, const float* w, const float* 
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, macs_per_task));
   const int64_t chunk = groups_per_stage(p, s);
   at::parallel_for(0, p.batch * blocks_per_image, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> slab(s.size(chunk * cin));
+    std::vector<float> slab(s.size(chunk * cin) + kLanes);  // + slack for stage_row
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks_per_image;
       const int64_t y0 = (task % blocks_per_image) * rows;
@@ -492,7 +516,7 @@ void weight_grad_sum(const Problem& p, const float* src, const float* grad_out, 
   std::vector<float> partial(chunks * w_numel);
 
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> slab(s.size(cin)), gy_stage(cout * gy_o_stride, 0.0f);
+    std::vector<float> slab(s.size(cin) + kLanes), gy_stage(cout * gy_o_stride, 0.0f);
     std::vector<float> lanes(w_numel * kLanes);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       std::fill(lanes.begin(), lanes.end(), 0.0f);
