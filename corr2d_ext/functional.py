@@ -87,6 +87,14 @@ def conv2d(
         >>> conv2d(x, w, stride=2, padding=1, groups=2).shape
         torch.Size([2, 6, 4, 4])
     """
+    if (
+        type(stride) is int and type(padding) is int and type(dilation) is int
+        and type(groups) is int and isinstance(input, torch.Tensor) and input.dim() == 4
+    ):
+        # The common call, kept cheap: on a small image the argument handling below costs as
+        # much as the correlation itself.
+        return _ops.corr2d(input, weight, bias, (stride, stride), (padding, padding),
+                           (dilation, dilation), groups)
     stride = _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
     if not isinstance(groups, (int, torch.SymInt)):

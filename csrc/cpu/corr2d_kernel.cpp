@@ -185,9 +185,15 @@ void weight_grad_impl(const Geometry& g, const scalar_t* input, const scalar_t* 
 
 std::atomic<bool> fast_path{true};
 
+// Below this many multiply-adds the AVX2 path's setup (staging buffers, slot tables) costs
+// more than the sum itself: the tutorial's 6x8 image has 84.
+constexpr int64_t kMinFastMacs = 1 << 12;
+
 bool use_avx2(const at::Tensor& t, const Geometry& g) {
-  return t.scalar_type() == at::kFloat && g.in_channels > 0 && fast_path.load() &&
-         avx2::supported();
+  const int64_t macs =
+      g.batch * g.out_channels * g.output_plane() * g.in_channels_per_group() * g.kernel_area();
+  return t.scalar_type() == at::kFloat && g.in_channels > 0 && macs >= kMinFastMacs &&
+         fast_path.load() && avx2::supported();
 }
 
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
