@@ -292,7 +292,10 @@ template <int OCB>
 void forward_slots(const Problem& p, const Slab& s, const SlotTable& st, const float* slab,
                    const int64_t* tap_off, const float* w, const float* bias, float* dst_o0,
                    int64_t y0, const BlockRun& run) {
-  constexpr int NV = kAccRegs / OCB;
+  // One channel gets 8 slots, not 12: every slot needs its own base pointer, and 12 of them
+  // do not fit in the 16 general registers next to the loop's own, so they were reloaded from
+  // the stack on every load. 8 accumulators still cover the FMA latency (4 cycles x 2 pipes).
+  constexpr int NV = OCB == 1 ? 8 : kAccRegs / OCB;
   const int64_t cin = p.src_per_group();
   const int64_t out_plane = p.dst_h * p.dst_w;
   float* out = dst_o0 + y0 * p.dst_w;
