@@ -10,8 +10,10 @@
 #include <array>
 #include <string>
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/SymInt.h>
+#include <c10/util/accumulate.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 #include <torch/python.h>
@@ -221,8 +223,38 @@ std::array<T, 4> check_weight_grad(const Tensor& input, const Tensor& grad_outpu
 }
 
 // ---------------------------------------------------------------------------------------------
+// Memory format of the results.
+//
+// nn.Conv2d users expect channels_last in, channels_last out. ATen's rule
+// (determine_backend_memory_format in aten/src/ATen/native/ConvUtils.h: thnn_ and
+// mkldnn_conv_use_channels_last on the CPU, cudnn_conv_suggest_memory_format on CUDA) is:
+// channels_last when the input or the weight suggests it, and its gradients follow the same
+// pair. We apply it to each op's two tensor arguments, and corr2d's backward restrides its
+// gradients to the forward pair's format, so that they come back as F.conv2d's do.
+// suggest_memory_format() settles the ambiguous cases (one channel, 1x1 images) as ATen does.
+//
+// One deviation: cuDNN keeps float64 contiguous on CUDA. A meta kernel under FakeTensor sees
+// device "meta", not the real device, so following that would make eager and compiled strides
+// differ; float64 channels_last stays channels_last on CUDA too (as on the CPU).
+
+at::MemoryFormat result_format(const Tensor& a, const Tensor& b) {
+  const bool channels_last = a.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                             b.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+// The kernels write contiguous NCHW; a channels_last result is a fresh tensor of that format
+// and a copy. Allocating it with empty(..., format), rather than calling contiguous(format),
+// gives exactly the strides the meta kernel's empty gives: contiguous(format) would keep NCHW
+// strides wherever they also count as channels_last (one channel, 1x1 images).
+Tensor in_format(const Tensor& nchw, at::MemoryFormat format) {
+  if (format == at::MemoryFormat::Contiguous) return nchw;
+  return at::empty(nchw.sizes(), nchw.options().memory_format(format)).copy_(nchw);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Device-generic entry points, registered for CPU and CUDA: check, allocate, hand the kernel
-// contiguous tensors.
+// contiguous tensors, return the result in the format of result_format().
 
 Geometry make_geometry(IntArrayRef input, IntArrayRef weight, IntArrayRef output,
                        const Params& p) {
@@ -240,13 +272,14 @@ Tensor corr2d(const Tensor& input, const Tensor& weight, const std::optional<Ten
               IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
   const Params p{stride, padding, dilation, groups};
   const auto out = check_corr2d<int64_t>(input, weight, bias, p);
+  const auto format = result_format(input, weight);
+  if (c10::multiply_integers(out) == 0) return at::empty(out, input.options(), format);
   Tensor output = at::empty(out, input.options());
-  if (output.numel() == 0) return output;
   std::optional<Tensor> b;
   if (bias.has_value()) b = bias->contiguous();
   kernels_for(input).forward(make_geometry(input.sizes(), weight.sizes(), out, p),
                              input.contiguous(), weight.contiguous(), b, output);
-  return output;
+  return in_format(output, format);
 }
 
 Tensor corr2d_input_grad(const Tensor& grad_output, const Tensor& weight, IntArrayRef input_size,
@@ -254,13 +287,14 @@ Tensor corr2d_input_grad(const Tensor& grad_output, const Tensor& weight, IntArr
                          int64_t groups) {
   const Params p{stride, padding, dilation, groups};
   const auto in = check_input_grad<int64_t>(grad_output, weight, input_size, p);
+  const auto format = result_format(grad_output, weight);
+  if (c10::multiply_integers(in) == 0) return at::empty(in, grad_output.options(), format);
+  if (grad_output.numel() == 0) return at::empty(in, grad_output.options(), format).zero_();
   Tensor grad_input = at::empty(in, grad_output.options());
-  if (grad_input.numel() == 0) return grad_input;
-  if (grad_output.numel() == 0) return grad_input.zero_();
   kernels_for(grad_output)
       .input_grad(make_geometry(in, weight.sizes(), grad_output.sizes(), p),
                   grad_output.contiguous(), weight.contiguous(), grad_input);
-  return grad_input;
+  return in_format(grad_input, format);
 }
 
 Tensor corr2d_weight_grad(const Tensor& input, const Tensor& grad_output, IntArrayRef kernel_size,
@@ -268,13 +302,14 @@ Tensor corr2d_weight_grad(const Tensor& input, const Tensor& grad_output, IntArr
                           int64_t groups) {
   const Params p{stride, padding, dilation, groups};
   const auto w = check_weight_grad<int64_t>(input, grad_output, kernel_size, p);
-  Tensor grad_weight = at::empty(w, input.options());
-  if (grad_weight.numel() == 0) return grad_weight;
+  const auto format = result_format(input, grad_output);
+  if (c10::multiply_integers(w) == 0) return at::empty(w, input.options(), format);
   // A sum over no terms: no batch, or no output pixels.
-  if (grad_output.numel() == 0) return grad_weight.zero_();
+  if (grad_output.numel() == 0) return at::empty(w, input.options(), format).zero_();
+  Tensor grad_weight = at::empty(w, input.options());
   kernels_for(input).weight_grad(make_geometry(input.sizes(), w, grad_output.sizes(), p),
                                  input.contiguous(), grad_output.contiguous(), grad_weight);
-  return grad_weight;
+  return in_format(grad_weight, format);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,7 +319,7 @@ Tensor corr2d_weight_grad(const Tensor& input, const Tensor& grad_output, IntArr
 Tensor corr2d_meta(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                    IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
   const auto out = check_corr2d<c10::SymInt>(input, weight, bias, {stride, padding, dilation, groups});
-  return at::empty_symint(out, input.options());
+  return at::empty_symint(out, input.options(), result_format(input, weight));
 }
 
 Tensor corr2d_input_grad_meta(const Tensor& grad_output, const Tensor& weight,
@@ -292,7 +327,7 @@ Tensor corr2d_input_grad_meta(const Tensor& grad_output, const Tensor& weight,
                               IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
   const auto in = check_input_grad<c10::SymInt>(grad_output, weight, input_size,
                                                 {stride, padding, dilation, groups});
-  return at::empty_symint(in, grad_output.options());
+  return at::empty_symint(in, grad_output.options(), result_format(grad_output, weight));
 }
 
 Tensor corr2d_weight_grad_meta(const Tensor& input, const Tensor& grad_output,
@@ -300,7 +335,7 @@ Tensor corr2d_weight_grad_meta(const Tensor& input, const Tensor& grad_output,
                                IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
   const auto w = check_weight_grad<c10::SymInt>(input, grad_output, kernel_size,
                                                 {stride, padding, dilation, groups});
-  return at::empty_symint(w, input.options());
+  return at::empty_symint(w, input.options(), result_format(input, grad_output));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,13 +406,19 @@ class Corr2dFunction : public torch::autograd::Function<Corr2dFunction> {
     const Tensor& weight = saved[1];
     const Tensor& grad_output = grads[0];
     const auto p = load_params(ctx);
+    // F.conv2d's gradients take the format of its (input, weight) pair, whatever grad_output's.
+    const auto format = result_format(input, weight);
     Tensor grad_input, grad_weight, grad_bias;
     if (ctx->needs_input_grad(0))
-      grad_input = input_grad_op().call(grad_output, weight, spatial_sizes(input), p.stride,
-                                        p.padding, p.dilation, p.groups);
+      grad_input = input_grad_op()
+                       .call(grad_output, weight, spatial_sizes(input), p.stride, p.padding,
+                             p.dilation, p.groups)
+                       .contiguous(format);
     if (ctx->needs_input_grad(1))
-      grad_weight = weight_grad_op().call(input, grad_output, spatial_sizes(weight), p.stride,
-                                          p.padding, p.dilation, p.groups);
+      grad_weight = weight_grad_op()
+                        .call(input, grad_output, spatial_sizes(weight), p.stride, p.padding,
+                              p.dilation, p.groups)
+                        .contiguous(format);
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
       grad_bias = grad_output.sum({0, 2, 3});
     return {grad_input, grad_weight, grad_bias, Tensor(), Tensor(), Tensor(), Tensor()};
@@ -489,6 +530,27 @@ Tensor weight_grad_autograd(const Tensor& input, const Tensor& grad_output,
                                    groups);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Autocast. ATen lists conv2d as a lower-precision op: under torch.autocast it casts the floating
+// tensors of the autocast device to the autocast dtype (float16 or bfloat16, whichever the
+// context asks for; float64 is left alone) and runs below autocast. corr2d does the same, so a
+// model runs in the same precision with either convolution. (torch.library.register_autocast
+// would fix one dtype at registration; this follows the context's.) Its backward needs no rule:
+// autograd records the casts, and the gradient ops get tensors of one dtype.
+
+template <c10::DeviceType device_type>
+Tensor corr2d_autocast(const Tensor& input, const Tensor& weight,
+                       const std::optional<Tensor>& bias, IntArrayRef stride, IntArrayRef padding,
+                       IntArrayRef dilation, int64_t groups) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(
+      at::autocast::get_autocast_dispatch_key_from_device_type(device_type));
+  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(device_type);
+  return corr2d_op().call(at::autocast::cached_cast(dtype, input, device_type),
+                          at::autocast::cached_cast(dtype, weight, device_type),
+                          at::autocast::cached_cast(dtype, bias, device_type), stride, padding,
+                          dilation, groups);
+}
+
 }  // namespace
 
 #ifndef CORR2D_WITH_CUDA
@@ -537,6 +599,14 @@ TORCH_LIBRARY_IMPL(corr2d_ext, Autograd, m) {
   m.impl("corr2d", &corr2d_autograd);
   m.impl("corr2d_input_grad", &input_grad_autograd);
   m.impl("corr2d_weight_grad", &weight_grad_autograd);
+}
+
+TORCH_LIBRARY_IMPL(corr2d_ext, AutocastCPU, m) {
+  m.impl("corr2d", &corr2d_autocast<c10::DeviceType::CPU>);
+}
+
+TORCH_LIBRARY_IMPL(corr2d_ext, AutocastCUDA, m) {
+  m.impl("corr2d", &corr2d_autocast<c10::DeviceType::CUDA>);
 }
 
 }  // namespace corr2d_ext

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -591,7 +592,11 @@ void forward(const Geometry& g, const float* input, const float* weight, const f
   correlate(forward_problem(g), input, weight, bias, output);
 }
 
-bool handles_input_grad(const Geometry& g) { return g.rows.stride == 1 && g.cols.stride == 1; }
+bool handles_input_grad(const Geometry& g, const float* weight) {
+  if (g.rows.stride != 1 || g.cols.stride != 1) return false;
+  const int64_t n = g.out_channels * g.in_channels_per_group() * g.kernel_area();
+  return std::all_of(weight, weight + n, [](float v) { return std::isfinite(v); });
+}
 
 void input_grad(const Geometry& g, const float* grad_output, const float* weight,
                 float* grad_input) {

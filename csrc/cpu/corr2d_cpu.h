@@ -17,8 +17,10 @@ namespace avx2 {
 bool supported();
 void forward(const Geometry& g, const float* input, const float* weight, const float* bias,
              float* output);
-// The input gradient's fast path covers stride 1; other strides take the portable kernel.
-bool handles_input_grad(const Geometry& g);
+// The input gradient's fast path covers stride 1 with finite weights; other strides take the
+// portable kernel, and so do non-finite weights (the fast path correlates grad_output padded
+// with zeros, and inf * 0 there would be a NaN that F.conv2d's input gradient does not have).
+bool handles_input_grad(const Geometry& g, const float* weight);
 void input_grad(const Geometry& g, const float* grad_output, const float* weight,
                 float* grad_input);
 void weight_grad(const Geometry& g, const float* input, const float* grad_output,

@@ -9,6 +9,8 @@
 // count. The index math is the shared Axis helpers of corr2d.h, the same the CUDA kernels use.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -44,6 +46,19 @@ inline void axpy_strided(opmath_t* acc, const scalar_t* in, opmath_t w, int64_t 
   }
 }
 
+// Zero padding is zeros: F.conv2d's reference paths (float64, im2col) multiply the padded
+// zeros by the weights, so an inf or NaN weight makes NaN wherever its tap falls on padding
+// (and, in the weight gradient, an inf or NaN grad_output does the same). The loops here skip
+// padded positions for speed; these add back the one case where a zero product is not zero.
+template <typename opmath_t>
+inline void add_padding_products(opmath_t* acc, opmath_t w, int64_t begin, int64_t end,
+                                 int64_t n) {
+  if (std::isfinite(w)) return;
+  const opmath_t nan = w * opmath_t(0);
+  for (int64_t o = 0; o < begin; ++o) acc[o] += nan;
+  for (int64_t o = end; o < n; ++o) acc[o] += nan;
+}
+
 template <typename scalar_t>
 void forward_impl(const Geometry& g, const scalar_t* input, const scalar_t* weight,
                   const scalar_t* bias, scalar_t* output) {
@@ -64,12 +79,20 @@ void forward_impl(const Geometry& g, const scalar_t* input, const scalar_t* weig
       for (int64_t c = 0; c < cin_g; ++c) {
         const scalar_t* plane = input + g.input_offset(n, c0 + c);
         const scalar_t* w = weight + g.weight_offset(oc, c);
-        for (int64_t kh = rows.tap_begin(oh); kh < rows.tap_end(oh); ++kh) {
-          const scalar_t* in_row = plane + rows.input_index(oh, kh) * cols.input;
+        const int64_t kh_begin = rows.tap_begin(oh), kh_end = rows.tap_end(oh);
+        for (int64_t kh = 0; kh < rows.kernel; ++kh) {
+          const bool padded_row = kh < kh_begin || kh >= kh_end;
+          const scalar_t* in_row =
+              padded_row ? nullptr : plane + rows.input_index(oh, kh) * cols.input;
           for (int64_t kw = 0; kw < cols.kernel; ++kw) {
-            axpy_strided(acc.data(), in_row, static_cast<opmath_t>(w[kh * cols.kernel + kw]),
-                         cols.output_begin(kw), cols.output_end(kw), cols.stride,
-                         cols.input_index(0, kw));
+            const opmath_t wv = static_cast<opmath_t>(w[kh * cols.kernel + kw]);
+            if (padded_row) {
+              add_padding_products(acc.data(), wv, 0, 0, cols.output);
+              continue;
+            }
+            const int64_t begin = cols.output_begin(kw), end = cols.output_end(kw);
+            axpy_strided(acc.data(), in_row, wv, begin, end, cols.stride, cols.input_index(0, kw));
+            add_padding_products(acc.data(), wv, begin, end, cols.output);
           }
         }
       }
@@ -159,14 +182,31 @@ void weight_grad_impl(const Geometry& g, const scalar_t* input, const scalar_t* 
         const int64_t oh = r % rows.output;
         const scalar_t* gy_row = grad_output + g.output_offset(n, oc) + oh * cols.output;
         const scalar_t* plane = input + g.input_offset(n, c_abs);
-        for (int64_t kh = rows.tap_begin(oh); kh < rows.tap_end(oh); ++kh) {
+        // See add_padding_products: a non-finite grad_output times a padded zero is NaN.
+        bool nonfinite_row = false;
+        for (int64_t ow = 0; ow < cols.output; ++ow)
+          nonfinite_row |= !std::isfinite(static_cast<opmath_t>(gy_row[ow]));
+        const opmath_t padding_product =
+            nonfinite_row ? std::numeric_limits<opmath_t>::quiet_NaN() : opmath_t(0);
+        const int64_t kh_begin = rows.tap_begin(oh), kh_end = rows.tap_end(oh);
+        for (int64_t kh = 0; kh < rows.kernel; ++kh) {
+          if (kh < kh_begin || kh >= kh_end) {
+            for (int64_t kw = 0; kw < cols.kernel; ++kw) acc[kh * cols.kernel + kw] += padding_product;
+            continue;
+          }
           const scalar_t* in_row = plane + rows.input_index(oh, kh) * cols.input;
           for (int64_t kw = 0; kw < cols.kernel; ++kw) {
             opmath_t dot = 0;
-            const int64_t ow_end = cols.output_end(kw);
-            for (int64_t ow = cols.output_begin(kw); ow < ow_end; ++ow)
+            const int64_t ow_begin = cols.output_begin(kw), ow_end = cols.output_end(kw);
+            for (int64_t ow = ow_begin; ow < ow_end; ++ow)
               dot += static_cast<opmath_t>(gy_row[ow]) *
                      static_cast<opmath_t>(in_row[cols.input_index(ow, kw)]);
+            if (nonfinite_row) {
+              for (int64_t ow = 0; ow < ow_begin; ++ow)
+                dot += static_cast<opmath_t>(gy_row[ow]) * opmath_t(0);
+              for (int64_t ow = ow_end; ow < cols.output; ++ow)
+                dot += static_cast<opmath_t>(gy_row[ow]) * opmath_t(0);
+            }
             acc[kh * cols.kernel + kw] += dot;
           }
         }
@@ -212,7 +252,7 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
 
 void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
                 const at::Tensor& grad_input) {
-  if (use_avx2(grad_output, g) && avx2::handles_input_grad(g)) {
+  if (use_avx2(grad_output, g) && avx2::handles_input_grad(g, weight.const_data_ptr<float>())) {
     avx2::input_grad(g, grad_output.const_data_ptr<float>(), weight.const_data_ptr<float>(),
                      grad_input.mutable_data_ptr<float>());
     return;

@@ -89,13 +89,19 @@ Patch patch_of(const Geometry& g) {
           (kTileCols * PW - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1};
 }
 
-// Shared memory a tiled block needs. Geometry values are capped at 2^31 by the argument
-// check, so these products cannot overflow int64.
+// The shared memory a block may use without opting in to more, on every GPU since Kepler.
+constexpr int64_t kSharedBytes = 48 * 1024;
+
+// Shared memory a tiled block needs, or more than kSharedBytes when it cannot fit. Strides and
+// dilations up to 2^31 - 1 make each patch side < 2^39, but their product can pass 2^63, so the
+// sides are tested before they are multiplied.
 template <typename T, int OCB, int PW>
 int64_t tiled_shared_bytes(const Geometry& g) {
+  constexpr int64_t elem = sizeof(typename Acc<T>::type);
+  constexpr int64_t max_words = kSharedBytes / elem;
   const Patch p = patch_of<PW>(g);
-  return (p.rows * p.cols + OCB * g.kernel_area()) *
-         static_cast<int64_t>(sizeof(typename Acc<T>::type));
+  if (p.rows > max_words || p.cols > max_words) return kSharedBytes + 1;
+  return (p.rows * p.cols + OCB * g.kernel_area()) * elem;
 }
 
 template <typename T, int OCB, int PW>
@@ -212,16 +218,19 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = idx / (g.output_plane() * g.out_channels);
     const int64_t c0 = g.first_input_channel(g.group_of_output_channel(oc));
     acc_t acc = bias != nullptr ? static_cast<acc_t>(load(bias + oc)) : acc_t(0);
-    const int64_t kh0 = rows.tap_begin(oh), kh1 = rows.tap_end(oh);
-    const int64_t kw0 = cols.tap_begin(ow), kw1 = cols.tap_end(ow);
+    // Every tap, padded ones too: zero padding multiplies zeros by the weights, which is NaN
+    // for an inf weight, as in F.conv2d's reference paths and in the tiled kernel.
     for (int64_t c = 0; c < cin_g; ++c) {
       const T* plane = input + g.input_offset(n, c0 + c);
       const T* w = weight + g.weight_offset(oc, c);
-      for (int64_t kh = kh0; kh < kh1; ++kh) {
-        const T* in_row = plane + rows.input_index(oh, kh) * cols.input;
-        for (int64_t kw = kw0; kw < kw1; ++kw)
-          acc += static_cast<acc_t>(load(w + kh * cols.kernel + kw)) *
-                 static_cast<acc_t>(load(in_row + cols.input_index(ow, kw)));
+      for (int64_t kh = 0; kh < rows.kernel; ++kh) {
+        const int64_t ih = rows.input_index(oh, kh);
+        for (int64_t kw = 0; kw < cols.kernel; ++kw) {
+          const int64_t iw = cols.input_index(ow, kw);
+          const bool inside = ih >= 0 && ih < rows.input && iw >= 0 && iw < cols.input;
+          const acc_t x = inside ? static_cast<acc_t>(load(plane + ih * cols.input + iw)) : acc_t(0);
+          acc += static_cast<acc_t>(load(w + kh * cols.kernel + kw)) * x;
+        }
       }
     }
     output[idx] = store_as<T>(acc);
@@ -356,8 +365,9 @@ __global__ void __launch_bounds__(kThreads)
         if (j < taps) {
           const int64_t ih = rows.input_index(oh, kh[j]);
           const int64_t iw = cols.input_index(ow, kw[j]);
-          if (ih >= 0 && ih < rows.input && iw >= 0 && iw < cols.input)
-            acc[j] += gy * static_cast<acc_t>(load(plane + ih * cols.input + iw));
+          // Padded positions are zeros, multiplied like the rest (inf * 0 is NaN).
+          const bool inside = ih >= 0 && ih < rows.input && iw >= 0 && iw < cols.input;
+          acc[j] += gy * (inside ? static_cast<acc_t>(load(plane + ih * cols.input + iw)) : acc_t(0));
         }
       }
     }
@@ -394,9 +404,6 @@ __global__ void __launch_bounds__(kThreads)
     grad_weight[e] = store_as<T>(sum);
   }
 }
-
-// The shared memory a block may use without opting in to more, on every GPU since Kepler.
-constexpr int64_t kSharedBytes = 48 * 1024;
 
 template <typename T, int OCB, int PW>
 bool try_forward_tiled(const Geometry& g, const T* input, const T* weight, const T* bias,

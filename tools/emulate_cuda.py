@@ -1,0 +1,1083 @@
+"""A line-by-line NumPy emulation of the CUDA kernels in csrc/cuda/corr2d_kernel.cu.
+
+Why: the CUDA kernels can be compiled here but not run (no GPU). This script runs their logic
+on the CPU, in float64, and holds the results against torch.nn.functional.conv2d and its two
+gradients. It checks the kernels' index arithmetic, tiling, shared-memory use, barriers,
+warp-shuffle reduction, grid-stride loops and launch decisions; it does not check the
+compiler, the hardware or the half/bfloat16 rounding.
+
+How it stays faithful (read each emulated kernel next to its CUDA source; the comments name
+the CUDA lines):
+
+* Every kernel is vectorised over the threads of a block (or of the whole grid for the kernels
+  without shared memory): an int64 NumPy array holds one value per thread, and a boolean mask
+  says which threads execute a statement (an `if`, or a loop whose trip count differs between
+  threads, which runs "rounds" until no thread is left).
+* Integer '/' and '%' are C's (truncating), via tdiv / tmod.
+* Global memory is a flat array per tensor. Every load and store checks its index against the
+  allocation (an out-of-bounds access raises), and every store is counted: after a kernel each
+  output element must have been written exactly once. Outputs start as NaN (poisoned), so an
+  element never written shows up as NaN.
+* Shared memory is a flat array of the launch's dynamic size (or the static array's size),
+  filled with NaN when the block starts and kept across the block's grid-stride iterations, as
+  on the GPU. Reads and writes are bounds-checked, and between two barriers every access is
+  logged: if one thread writes a word that another thread reads or writes in the same phase,
+  that is a race and the script raises.
+* __syncthreads() asserts that every thread of the block is active at it; the statements
+  before it run for all threads before any statement after it (the vectorised execution gives
+  that order by construction).
+* __shfl_down_sync(0xffffffff, v, offset) asserts that all 32 lanes of each executing warp are
+  active, and returns v[lane + offset] for lane + offset < 32, else the lane's own v.
+* The host side (plan_weight_grad, patch_of, tiled_shared_bytes, grid_for, the launchers'
+  choice of kernel) is transliterated with int64 wrap-around, so overflows show.
+* A shared read of a word no thread has written (still NaN) raises; the inputs are finite.
+
+What runs: the index helpers of corr2d.h against brute force (and against the compiled
+_C.axis_table when the extension imports); the launcher's shared-memory size on huge strides
+(host int64 checks); then 20 named and 40 random geometries (batch 1-2, groups incl.
+depthwise, channel tails, stride 1-3, padding 0-3, dilation 1-3, kernels 1x1 to 7x7, the
+direct fallback, weight-gradient slices 1-3), each twice: with grid_for's grid, and with the
+grid capped at 3 blocks so that every grid-stride loop turns. Each run emulates the forward
+four times (the launcher's choice for double, then tiled<8,2>, tiled<1,4> and direct forced),
+the input gradient, and the weight gradient (with sum_slices_kernel when the plan slices).
+
+Run (from the repository root):
+      .venv/bin/python tools/emulate_cuda.py            (everything, about a minute)
+      .venv/bin/python tools/emulate_cuda.py --quick    (6 geometries, one grid)
+      .venv/bin/python tools/emulate_cuda.py -v         (one line per run)
+Exit status 0 when every check passes. The emulation transliterates the CUDA source as it is:
+change it along with the kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# C integer arithmetic.
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def wrap64(v: int) -> int:
+    """An int64 result as the hardware gives it (two's complement wrap-around)."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def int32(v: int) -> int:
+    """static_cast<int> of an int64."""
+    v &= (1 << 32) - 1
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def tdiv(a, b):
+    """C's integer '/': truncates towards zero. Scalars or int64 arrays."""
+    if type(a) is int and type(b) is int:  # the common scalar case, fast
+        q = abs(a) // abs(b)
+        return -q if (a < 0) != (b < 0) else q
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        q = np.abs(a) // np.abs(b)
+        return np.where((a < 0) != (b < 0), -q, q)
+    q = abs(a) // abs(b)
+    return -q if (a < 0) != (b < 0) else q
+
+
+def tmod(a, b):
+    """C's integer '%': a - (a / b) * b, with the sign of a."""
+    return a - tdiv(a, b) * b
+
+
+def where(c, a, b):
+    """The ternary operator, per thread."""
+    return np.where(c, a, b)
+
+
+def min64(a, b):
+    return np.minimum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else min(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# csrc/corr2d.h, transliterated. Works on Python ints and on per-thread int64 arrays.
+
+
+def output_size(input, kernel, stride, padding, dilation):
+    return tdiv(input + 2 * padding - dilation * (kernel - 1) - 1, stride) + 1
+
+
+def div_ceil(a, b):
+    # return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+    return where(a >= 0, tdiv(a + b - 1, b), -tdiv(-a, b)) if isinstance(a, np.ndarray) else (
+        tdiv(a + b - 1, b) if a >= 0 else -tdiv(-a, b))
+
+
+def div_floor(a, b):
+    # return a >= 0 ? a / b : -((-a + b - 1) / b);
+    return where(a >= 0, tdiv(a, b), -tdiv(-a + b - 1, b)) if isinstance(a, np.ndarray) else (
+        tdiv(a, b) if a >= 0 else -tdiv(-a + b - 1, b))
+
+
+def clamp_index(v, lo, hi):
+    # return v < lo ? lo : (v > hi ? hi : v);
+    return where(v < lo, lo, where(v > hi, hi, v)) if isinstance(v, np.ndarray) else (
+        lo if v < lo else (hi if v > hi else v))
+
+
+@dataclass(frozen=True)
+class Axis:
+    input: int
+    output: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+
+    def input_index(self, o, k):
+        return o * self.stride - self.padding + k * self.dilation
+
+    def output_begin(self, k):
+        return clamp_index(div_ceil(self.padding - k * self.dilation, self.stride), 0, self.output)
+
+    def output_end(self, k):
+        last = div_floor(self.input - 1 + self.padding - k * self.dilation, self.stride)
+        end = clamp_index(last + 1, 0, self.output)
+        begin = self.output_begin(k)
+        return where(end < begin, begin, end) if isinstance(end, np.ndarray) else (
+            begin if end < begin else end)
+
+    def tap_begin(self, o):
+        return clamp_index(div_ceil(self.padding - o * self.stride, self.dilation), 0, self.kernel)
+
+    def tap_end(self, o):
+        last = div_floor(self.input - 1 + self.padding - o * self.stride, self.dilation)
+        end = clamp_index(last + 1, 0, self.kernel)
+        begin = self.tap_begin(o)
+        return where(end < begin, begin, end) if isinstance(end, np.ndarray) else (
+            begin if end < begin else end)
+
+    def output_index(self, i, k):
+        # n < 0 || n % stride != 0 -> -1; o = n / stride; o < output ? o : -1
+        n = i + self.padding - k * self.dilation
+        if isinstance(n, np.ndarray):
+            bad = (n < 0) | (tmod(n, self.stride) != 0)
+            o = tdiv(n, self.stride)
+            return where(bad, -1, where(o < self.output, o, -1))
+        if n < 0 or tmod(n, self.stride) != 0:
+            return -1
+        o = tdiv(n, self.stride)
+        return o if o < self.output else -1
+
+
+@dataclass(frozen=True)
+class Geometry:
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    rows: Axis
+    cols: Axis
+
+    def in_channels_per_group(self):
+        return tdiv(self.in_channels, self.groups)
+
+    def out_channels_per_group(self):
+        return tdiv(self.out_channels, self.groups)
+
+    def group_of_output_channel(self, oc):
+        return tdiv(oc, self.out_channels_per_group())
+
+    def first_input_channel(self, group):
+        return group * self.in_channels_per_group()
+
+    def kernel_area(self):
+        return self.rows.kernel * self.cols.kernel
+
+    def input_plane(self):
+        return self.rows.input * self.cols.input
+
+    def output_plane(self):
+        return self.rows.output * self.cols.output
+
+    def input_offset(self, n, c):
+        return (n * self.in_channels + c) * self.input_plane()
+
+    def output_offset(self, n, oc):
+        return (n * self.out_channels + oc) * self.output_plane()
+
+    def weight_offset(self, oc, c_in_group):
+        return (oc * self.in_channels_per_group() + c_in_group) * self.kernel_area()
+
+
+def make_geometry(input, weight, output, stride, padding, dilation, groups):
+    """corr2d.cpp's make_geometry."""
+    return Geometry(input[0], input[1], weight[0], groups,
+                    Axis(input[2], output[2], weight[2], stride[0], padding[0], dilation[0]),
+                    Axis(input[3], output[3], weight[3], stride[1], padding[1], dilation[1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine: global memory, shared memory with race detection, barriers, shuffles.
+
+
+class EmulationError(AssertionError):
+    pass
+
+
+class Global:
+    """One tensor's allocation in global memory: bounds-checked, stores counted."""
+
+    def __init__(self, name, values):
+        self.name = name
+        if isinstance(values, torch.Tensor):
+            values = values.numpy()
+        self.data = np.array(values, dtype=np.float64).reshape(-1)
+        self.writes = np.zeros(self.data.size, dtype=np.int64)
+
+    @classmethod
+    def poisoned(cls, name, size):
+        return cls(name, np.full(size, np.nan))
+
+    def _check(self, idx, mask, what):
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.shape != mask.shape:
+            idx = np.broadcast_to(idx, mask.shape)
+        bad = mask & ((idx < 0) | (idx >= self.data.size))
+        if bad.any():
+            raise EmulationError(f"out-of-bounds {what} of {self.name}: index "
+                                 f"{int(idx[bad][0])}, size {self.data.size}")
+        return idx
+
+    def load(self, idx, mask):
+        """__ldg for the threads in mask; other threads get NaN (they must not use it)."""
+        idx = self._check(idx, mask, "load")
+        return np.where(mask, self.data[np.where(mask, idx, 0)], np.nan)
+
+    def store(self, idx, value, mask):
+        idx = self._check(idx, mask, "store")
+        i = idx[mask]
+        if np.unique(i).size != i.size:
+            raise EmulationError(f"two threads store the same element of {self.name}")
+        self.data[i] = np.broadcast_to(value, mask.shape)[mask]
+        self.writes[i] += 1
+
+    def assert_written_once(self):
+        if not (self.writes == 1).all():
+            never, twice = int((self.writes == 0).sum()), int((self.writes > 1).sum())
+            raise EmulationError(f"{self.name}: {never} elements never written, {twice} written "
+                                 f"more than once")
+
+
+class Block:
+    """One thread block: its thread count, shared memory, and the phase log of shared
+    accesses between barriers."""
+
+    def __init__(self, threads, shared_words):
+        self.threads = threads
+        self.tid = np.arange(threads, dtype=np.int64)
+        self.all = np.ones(threads, dtype=bool)
+        self.shared = np.full(shared_words, np.nan)  # uninitialised shared memory reads as NaN
+        self.log = []  # (addresses, tids, is_write) since the last barrier
+        self.barriers = 0
+
+    def _check(self, addr, mask, what):
+        addr = np.asarray(addr, dtype=np.int64)
+        if addr.shape != mask.shape:
+            addr = np.broadcast_to(addr, mask.shape)
+        bad = mask & ((addr < 0) | (addr >= self.shared.size))
+        if bad.any():
+            raise EmulationError(f"out-of-bounds shared {what}: word {int(addr[bad][0])}, "
+                                 f"{self.shared.size} words allocated")
+        return addr
+
+    def sread(self, addr, mask):
+        addr = self._check(addr, mask, "read")
+        self.log.append((addr[mask], self.tid[mask], False))
+        v = self.shared[np.where(mask, addr, 0)]
+        if np.isnan(v[mask]).any():
+            raise EmulationError("a thread reads shared memory that no thread has written")
+        return np.where(mask, v, np.nan)
+
+    def swrite(self, addr, value, mask):
+        addr = self._check(addr, mask, "write")
+        self.log.append((addr[mask], self.tid[mask], True))
+        self.shared[addr[mask]] = np.broadcast_to(value, mask.shape)[mask]
+
+    def syncthreads(self, active):
+        """__syncthreads(): every thread must arrive; then the phase's accesses are checked
+        for races (a word written by one thread and touched by another)."""
+        if not np.all(active):
+            raise EmulationError("__syncthreads() reached by only part of the block")
+        self.barriers += 1
+        if self.log:
+            addr = np.concatenate([a for a, _, _ in self.log])
+            tids = np.concatenate([t for _, t, _ in self.log])
+            wr = np.concatenate([np.full(a.size, w) for a, _, w in self.log])
+            written = np.unique(addr[wr])
+            touched = np.isin(addr, written)
+            if touched.any():
+                a, t = addr[touched], tids[touched]
+                order = np.lexsort((t, a))
+                a, t = a[order], t[order]
+                starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+                lo = np.minimum.reduceat(t, starts)
+                hi = np.maximum.reduceat(t, starts)
+                if (lo != hi).any():
+                    k = int(np.flatnonzero(lo != hi)[0])
+                    raise EmulationError(f"shared-memory race on word {int(a[starts[k]])} "
+                                         f"between threads {int(lo[k])} and {int(hi[k])}")
+        self.log = []
+
+
+def shfl_down_sync(v, offset, active, mask_bits=0xFFFFFFFF):
+    """__shfl_down_sync over a block's threads (blockDim.x a multiple of 32, warps are runs of
+    32 consecutive thread ids). Every warp with an active lane must have all lanes named in
+    mask_bits active."""
+    assert mask_bits == 0xFFFFFFFF
+    w = v.reshape(-1, 32)
+    a = active.reshape(-1, 32)
+    executing = a.any(axis=1)
+    if not a[executing].all():
+        raise EmulationError("__shfl_down_sync with a full mask but inactive lanes")
+    lane = np.arange(32)
+    src = lane + offset
+    out = np.where(src < 32, w[:, np.minimum(src, 31)], w)
+    return np.where(a, out, w).reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host constants and helpers of corr2d_kernel.cu / corr2d_cuda.h.
+
+kThreads = 256
+kTileCols = 32
+kTileRows = 8
+kInputGradChannels = 4
+kWeightGradTaps = 9
+kSharedBytes = 48 * 1024
+GRID_CAP = 1 << 20  # grid_for's cap
+
+
+def ceil_div(a, b):
+    return tdiv(a + b - 1, b)
+
+
+def grid_for(work_items, per_block, cap=GRID_CAP):
+    blocks = ceil_div(work_items, per_block)
+    return blocks if blocks < cap else cap
+
+
+@dataclass(frozen=True)
+class Patch:
+    rows: int
+    cols: int
+
+
+def patch_of(g, PW):
+    # int64 arithmetic, wrapped as on the host
+    return Patch(wrap64(wrap64((kTileRows - 1) * g.rows.stride)
+                        + wrap64((g.rows.kernel - 1) * g.rows.dilation) + 1),
+                 wrap64(wrap64((kTileCols * PW - 1) * g.cols.stride)
+                        + wrap64((g.cols.kernel - 1) * g.cols.dilation) + 1))
+
+
+def tiled_shared_bytes(g, OCB, PW, acc_size):
+    max_words = kSharedBytes // acc_size
+    p = patch_of(g, PW)
+    if p.rows > max_words or p.cols > max_words:
+        return kSharedBytes + 1
+    return wrap64(wrap64(wrap64(p.rows * p.cols) + OCB * g.kernel_area()) * acc_size)
+
+
+@dataclass(frozen=True)
+class WeightGradPlan:
+    tap_chunks: int
+    slices: int
+
+
+def plan_weight_grad(g):
+    filters = g.out_channels * g.in_channels_per_group()
+    tap_chunks = tdiv(g.kernel_area() + kWeightGradTaps - 1, kWeightGradTaps)
+    sum_length = g.batch * g.output_plane()
+    kTargetBlocks, kMinSliceLength = 512, 2048
+    base = filters * tap_chunks
+    slices = tdiv(kTargetBlocks + base - 1, base)
+    max_slices = tdiv(sum_length + kMinSliceLength - 1, kMinSliceLength)
+    if slices > max_slices:
+        slices = max_slices
+    if slices < 1:
+        slices = 1
+    return WeightGradPlan(tap_chunks, slices)
+
+
+def weight_grad_workspace(g, plan):
+    if plan.slices == 1:
+        return 0
+    return g.out_channels * g.in_channels_per_group() * g.kernel_area() * plan.slices
+
+
+# ---------------------------------------------------------------------------------------------
+# forward_tiled_kernel<T, OCB, PW>: blockDim (32, 8), dynamic shared memory.
+
+
+def forward_tiled_kernel(OCB, PW, grid, shared_bytes, acc_size, g, patch, input, weight, bias,
+                         output):
+    rows, cols = g.rows, g.cols
+    cin_g = g.in_channels_per_group()
+    cout_g = g.out_channels_per_group()
+    ka = g.kernel_area()
+    oc_blocks = tdiv(cout_g + OCB - 1, OCB)
+    tiles_h = tdiv(rows.output + kTileRows - 1, kTileRows)
+    tiles_w = tdiv(cols.output + kTileCols * PW - 1, kTileCols * PW)
+    n_blocks = g.batch * g.groups * oc_blocks * tiles_h * tiles_w
+    patch_size = int32(wrap64(patch.rows * patch.cols))  # static_cast<int>(int64 product)
+
+    for blockIdx in range(grid):
+        blk = Block(kThreads, tdiv(shared_bytes, acc_size))
+        threadIdx_x = blk.tid % kTileCols  # blockDim = (32, 8): x varies fastest
+        threadIdx_y = blk.tid // kTileCols
+        tid = threadIdx_y * kTileCols + threadIdx_x
+        staged_input = 0  # word offsets into the one extern shared buffer
+        staged_weight = staged_input + wrap64(patch.rows * patch.cols)
+
+        b = blockIdx
+        while b < n_blocks:
+            tw = tmod(b, tiles_w)
+            th = tmod(tdiv(b, tiles_w), tiles_h)
+            ocb = tmod(tdiv(b, tiles_w * tiles_h), g.groups * oc_blocks)
+            n = tdiv(b, tiles_w * tiles_h * g.groups * oc_blocks)
+            group = tdiv(ocb, oc_blocks)
+            oc0 = group * cout_g + tmod(ocb, oc_blocks) * OCB
+            oc_count = min64(OCB, group * cout_g + cout_g - oc0)
+            oh0 = th * kTileRows
+            ow0 = tw * kTileCols * PW
+            ih0 = rows.input_index(oh0, 0)
+            iw0 = cols.input_index(ow0, 0)
+            oh = oh0 + threadIdx_y
+
+            acc = np.zeros((OCB, PW, kThreads))
+            for j in range(OCB):
+                if bias is not None and j < oc_count:
+                    b0 = bias.load(np.full(kThreads, oc0 + j), blk.all)
+                else:
+                    b0 = 0.0
+                for p in range(PW):
+                    acc[j, p] = b0
+
+            for c in range(cin_g):
+                plane = g.input_offset(n, g.first_input_channel(group) + c)
+                blk.syncthreads(blk.all)  # line 147
+                # for (int i = tid; i < patch_size; i += kThreads): rounds
+                i = tid.copy()
+                while True:
+                    m = i < patch_size
+                    if not m.any():
+                        break
+                    ih = ih0 + tdiv(i, patch.cols)
+                    iw = iw0 + tmod(i, patch.cols)
+                    inside = (ih >= 0) & (ih < rows.input) & (iw >= 0) & (iw < cols.input)
+                    v = where(inside, input.load(plane + ih * cols.input + iw, m & inside), 0.0)
+                    blk.swrite(staged_input + i, v, m)
+                    i = i + kThreads
+                i = tid.copy()
+                while True:
+                    m = i < oc_count * ka
+                    if not m.any():
+                        break
+                    j = tdiv(i, ka)
+                    v = weight.load(g.weight_offset(oc0 + j, c) + tmod(i, ka), m)
+                    blk.swrite(staged_weight + i, v, m)
+                    i = i + kThreads
+                blk.syncthreads(blk.all)  # line 158
+                active = oh < rows.output
+                for kh in range(rows.kernel):
+                    patch_row = staged_input + (threadIdx_y * rows.stride
+                                                + kh * rows.dilation) * patch.cols
+                    for kw in range(cols.kernel):
+                        x = [blk.sread(patch_row + (threadIdx_x + p * kTileCols) * cols.stride
+                                       + kw * cols.dilation, active) for p in range(PW)]
+                        for j in range(OCB):
+                            if j < oc_count:
+                                w = blk.sread(np.full(kThreads, staged_weight + j * ka
+                                                      + kh * cols.kernel + kw), active)
+                                for p in range(PW):
+                                    acc[j, p] = where(active, acc[j, p] + w * x[p], acc[j, p])
+
+            active = oh < rows.output
+            for j in range(OCB):
+                if j >= oc_count:
+                    break
+                out_row = g.output_offset(n, oc0 + j) + oh * cols.output
+                for p in range(PW):
+                    ow = ow0 + threadIdx_x + p * kTileCols
+                    output.store(out_row + ow, acc[j, p], active & (ow < cols.output))
+            b += grid
+
+
+# forward_direct_kernel<T>: 1-D blocks of 256, no shared memory. Vectorised over the grid.
+
+
+def forward_direct_kernel(grid, block, g, input, weight, bias, output):
+    rows, cols = g.rows, g.cols
+    total = g.batch * g.out_channels * g.output_plane()
+    cin_g = g.in_channels_per_group()
+    idx = np.arange(grid * block, dtype=np.int64)  # blockIdx.x * blockDim.x + threadIdx.x
+    while True:
+        m = idx < total
+        if not m.any():
+            break
+        ow = tmod(idx, cols.output)
+        oh = tmod(tdiv(idx, cols.output), rows.output)
+        oc = tmod(tdiv(idx, g.output_plane()), g.out_channels)
+        n = tdiv(idx, g.output_plane() * g.out_channels)
+        c0 = g.first_input_channel(g.group_of_output_channel(oc))
+        acc = bias.load(oc, m) if bias is not None else np.zeros(idx.size)
+        kh0, kh1 = rows.tap_begin(oh), rows.tap_end(oh)
+        kw0, kw1 = cols.tap_begin(ow), cols.tap_end(ow)
+        for c in range(cin_g):
+            plane = g.input_offset(n, c0 + c)
+            w = g.weight_offset(oc, c)
+            for kh in range(rows.kernel):  # for (kh = kh0; kh < kh1; ++kh), per thread
+                mh = m & (kh >= kh0) & (kh < kh1)
+                in_row = plane + rows.input_index(oh, kh) * cols.input
+                for kw in range(cols.kernel):
+                    mw = mh & (kw >= kw0) & (kw < kw1)
+                    prod = weight.load(w + kh * cols.kernel + kw, mw) * \
+                        input.load(in_row + cols.input_index(ow, kw), mw)
+                    acc = where(mw, acc + prod, acc)
+        output.store(idx, acc, m)
+        idx = idx + grid * block
+
+
+# ---------------------------------------------------------------------------------------------
+# input_grad_kernel<T, ICB>: 1-D blocks of 256, no shared memory. Vectorised over the grid.
+
+
+def input_grad_kernel(ICB, grid, block, g, grad_output, weight, grad_input):
+    rows, cols = g.rows, g.cols
+    cin_g = g.in_channels_per_group()
+    cout_g = g.out_channels_per_group()
+    ka = g.kernel_area()
+    c_blocks = tdiv(cin_g + ICB - 1, ICB)
+    total = g.batch * g.groups * c_blocks * g.input_plane()
+    idx = np.arange(grid * block, dtype=np.int64)
+    while True:
+        m = idx < total
+        if not m.any():
+            break
+        iw = tmod(idx, cols.input)
+        ih = tmod(tdiv(idx, cols.input), rows.input)
+        cb = tmod(tdiv(idx, g.input_plane()), g.groups * c_blocks)
+        n = tdiv(idx, g.input_plane() * g.groups * c_blocks)
+        group = tdiv(cb, c_blocks)
+        c0 = tmod(cb, c_blocks) * ICB
+        c_count = min64(ICB, cin_g - c0)
+        acc = np.zeros((ICB, idx.size))
+        for kh in range(rows.kernel):
+            oh = rows.output_index(ih, kh)
+            mh = m & ~(oh < 0)  # if (oh < 0) continue;
+            for kw in range(cols.kernel):
+                ow = cols.output_index(iw, kw)
+                mw = mh & ~(ow < 0)
+                # for (oc = group * cout_g; oc < (group + 1) * cout_g; ++oc): the bounds differ
+                # between threads only through group, so loop over the offset within the group
+                for d in range(cout_g):
+                    oc = group * cout_g + d
+                    gy = grad_output.load(g.output_offset(n, oc) + oh * cols.output + ow, mw)
+                    w = g.weight_offset(oc, c0) + kh * cols.kernel + kw
+                    for j in range(ICB):
+                        mj = mw & (j < c_count)
+                        acc[j] = where(mj, acc[j] + gy * weight.load(w + j * ka, mj), acc[j])
+        dst = g.input_offset(n, group * cin_g + c0) + ih * cols.input + iw
+        for j in range(ICB):
+            grad_input.store(dst + j * g.input_plane(), acc[j], m & (j < c_count))
+        idx = idx + grid * block
+
+
+# ---------------------------------------------------------------------------------------------
+# weight_grad_kernel<T> (1-D blocks of 256, static shared scratch[8]) and sum_slices_kernel<T>.
+
+
+def block_sum(blk, v, scratch):
+    """block_sum(v, scratch): returns the per-thread v; thread 0's is the block's sum."""
+    lane = blk.tid % 32
+    warp = blk.tid // 32
+    offset = 16
+    while offset > 0:
+        v = v + shfl_down_sync(v, offset, blk.all)
+        offset //= 2
+    blk.syncthreads(blk.all)  # line 300
+    blk.swrite(scratch + warp, v, lane == 0)
+    blk.syncthreads(blk.all)  # line 302
+    in_warp0 = warp == 0
+    v = np.zeros(kThreads)
+    # if (warp == 0) { v = lane < 8 ? scratch[lane] : 0; shuffle tree }
+    from_scratch = in_warp0 & (lane < kThreads // 32)
+    v = where(from_scratch, blk.sread(scratch + np.minimum(lane, kThreads // 32 - 1),
+                                      from_scratch), v)
+    offset = 16
+    while offset > 0:
+        v = where(in_warp0, v + shfl_down_sync(v, offset, in_warp0), v)
+        offset //= 2
+    return v
+
+
+def weight_grad_kernel(grid, g, plan, input, grad_output, partial, grad_weight):
+    rows, cols = g.rows, g.cols
+    cin_g = g.in_channels_per_group()
+    ka = g.kernel_area()
+    filters = g.out_channels * cin_g
+    n_blocks = filters * plan.tap_chunks * plan.slices
+    sum_length = g.batch * g.output_plane()
+    slice_length = tdiv(sum_length + plan.slices - 1, plan.slices)
+
+    for blockIdx in range(grid):
+        blk = Block(kThreads, kThreads // 32)  # __shared__ acc_t scratch[kThreads / 32]
+        scratch = 0
+        threadIdx_x = blk.tid
+        b = blockIdx
+        while b < n_blocks:
+            slice_ = tmod(b, plan.slices)
+            chunk = tmod(tdiv(b, plan.slices), plan.tap_chunks)
+            filter_ = tdiv(b, plan.slices * plan.tap_chunks)
+            oc = tdiv(filter_, cin_g)
+            c = g.first_input_channel(g.group_of_output_channel(oc)) + tmod(filter_, cin_g)
+            tap0 = chunk * kWeightGradTaps
+            taps = min64(kWeightGradTaps, ka - tap0)
+            kh = [tdiv(tap0 + j, cols.kernel) for j in range(kWeightGradTaps)]
+            kw = [tmod(tap0 + j, cols.kernel) for j in range(kWeightGradTaps)]
+            acc = np.zeros((kWeightGradTaps, kThreads))
+
+            r_end = min64(sum_length, (slice_ + 1) * slice_length)
+            r = slice_ * slice_length + threadIdx_x
+            while True:
+                m = r < r_end
+                if not m.any():
+                    break
+                ow = tmod(r, cols.output)
+                oh = tmod(tdiv(r, cols.output), rows.output)
+                n = tdiv(r, g.output_plane())
+                gy = grad_output.load(g.output_offset(n, oc) + oh * cols.output + ow, m)
+                plane = g.input_offset(n, c)
+                for j in range(kWeightGradTaps):
+                    if j < taps:
+                        ih = rows.input_index(oh, kh[j])
+                        iw = cols.input_index(ow, kw[j])
+                        mi = m & (ih >= 0) & (ih < rows.input) & (iw >= 0) & (iw < cols.input)
+                        acc[j] = where(mi, acc[j] + gy * input.load(plane + ih * cols.input + iw,
+                                                                    mi), acc[j])
+                r = r + kThreads
+
+            for j in range(kWeightGradTaps):
+                if j < taps:
+                    s = block_sum(blk, acc[j], scratch)
+                    t0 = threadIdx_x == 0
+                    e = filter_ * ka + tap0 + j
+                    if plan.slices == 1:
+                        grad_weight.store(np.full(kThreads, e), s, t0)
+                    else:
+                        partial.store(np.full(kThreads, e * plan.slices + slice_), s, t0)
+            b += grid
+
+
+def sum_slices_kernel(grid, block, elements, slices, partial, grad_weight):
+    e = np.arange(grid * block, dtype=np.int64)
+    while True:
+        m = e < elements
+        if not m.any():
+            break
+        s_ = np.zeros(e.size)
+        for s in range(slices):
+            s_ = where(m, s_ + partial.load(e * slices + s, m), s_)
+        grad_weight.store(e, s_, m)
+        e = e + grid * block
+
+
+# ---------------------------------------------------------------------------------------------
+# Launchers. acc_size is sizeof(Acc<T>::type): 8 for double, 4 for float/half/bfloat16; it only
+# decides the tiled/direct choice and the shared size (the arithmetic here is float64).
+# force: None (the launcher's own choice), "tiled82", "tiled14" or "direct". grid_cap lowers
+# grid_for's cap to make the grid-stride loops take several turns on small problems.
+
+
+def try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap, force=False):
+    bytes_ = tiled_shared_bytes(g, OCB, PW, acc_size)
+    if bytes_ > kSharedBytes and not force:
+        return False
+    if bytes_ < 0:
+        raise EmulationError(f"tiled_shared_bytes overflowed int64: {bytes_}; the launch would "
+                             "ask for that many bytes of shared memory")
+    oc_blocks = ceil_div(g.out_channels_per_group(), OCB)
+    tiles = ceil_div(g.rows.output, kTileRows) * ceil_div(g.cols.output, kTileCols * PW)
+    blocks = g.batch * g.groups * oc_blocks * tiles
+    forward_tiled_kernel(OCB, PW, grid_for(blocks, 1, grid_cap), bytes_, acc_size, g,
+                         patch_of(g, PW), input, weight, bias, output)
+    return True
+
+
+def launch_forward(g, input, weight, bias, output, acc_size=8, grid_cap=GRID_CAP, force=None):
+    """Returns the kernel that ran."""
+    if force == "tiled82":
+        try_forward_tiled(8, 2, g, input, weight, bias, output, acc_size, grid_cap, True)
+        return "tiled<8,2>"
+    if force == "tiled14":
+        try_forward_tiled(1, 4, g, input, weight, bias, output, acc_size, grid_cap, True)
+        return "tiled<1,4>"
+    if force is None:
+        one_to_one = g.in_channels_per_group() == 1 and g.out_channels_per_group() == 1
+        if one_to_one:
+            if try_forward_tiled(1, 4, g, input, weight, bias, output, acc_size, grid_cap):
+                return "tiled<1,4>"
+        elif try_forward_tiled(8, 2, g, input, weight, bias, output, acc_size, grid_cap):
+            return "tiled<8,2>"
+    total = g.batch * g.out_channels * g.output_plane()
+    forward_direct_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, input, weight, bias,
+                          output)
+    return "direct"
+
+
+def launch_input_grad(g, grad_output, weight, grad_input, grid_cap=GRID_CAP):
+    ICB = kInputGradChannels
+    total = g.batch * g.groups * ceil_div(g.in_channels_per_group(), ICB) * g.input_plane()
+    input_grad_kernel(ICB, grid_for(total, kThreads, grid_cap), kThreads, g, grad_output, weight,
+                      grad_input)
+
+
+def launch_weight_grad(g, plan, input, grad_output, workspace, grad_weight, grid_cap=GRID_CAP):
+    partial = workspace
+    filters = g.out_channels * g.in_channels_per_group()
+    blocks = filters * plan.tap_chunks * plan.slices
+    weight_grad_kernel(grid_for(blocks, 1, grid_cap), g, plan, input, grad_output, partial,
+                       grad_weight)
+    if plan.slices > 1:
+        elements = filters * g.kernel_area()
+        sum_slices_kernel(grid_for(elements, kThreads, grid_cap), kThreads, elements,
+                          plan.slices, partial, grad_weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# The three ops as corr2d.cpp calls them, and the comparison with torch.
+
+
+@dataclass(frozen=True)
+class Case:
+    batch: int
+    cin: int
+    cout: int
+    groups: int
+    hw: tuple
+    khw: tuple
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    bias: bool = True
+
+    def valid(self):
+        if self.cin % self.groups or self.cout % self.groups:
+            return False
+        return all((k - 1) * d + 1 <= i + 2 * p
+                   for i, k, p, d in zip(self.hw, self.khw, self.padding, self.dilation))
+
+    def __str__(self):
+        return (f"N{self.batch} C{self.cin}->{self.cout} g{self.groups} {self.hw[0]}x{self.hw[1]}"
+                f" k{self.khw[0]}x{self.khw[1]} s{self.stride} p{self.padding} d{self.dilation}"
+                f"{'' if self.bias else ' nobias'}")
+
+
+def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
+    """Emulates the three ops on one geometry; returns (notes, list of failures)."""
+    x = torch.from_numpy(rng.standard_normal((case.batch, case.cin) + case.hw))
+    w = torch.from_numpy(rng.standard_normal((case.cout, case.cin // case.groups) + case.khw))
+    b = torch.from_numpy(rng.standard_normal(case.cout)) if case.bias else None
+    opts = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
+                groups=case.groups)
+    y = F.conv2d(x, w, b, **opts)
+    gy = torch.from_numpy(rng.standard_normal(tuple(y.shape)))
+    gx = torch.nn.grad.conv2d_input(x.shape, w, gy, **opts)
+    gw = torch.nn.grad.conv2d_weight(x, w.shape, gy, **opts)
+
+    g = make_geometry(tuple(x.shape), tuple(w.shape), tuple(y.shape), case.stride, case.padding,
+                      case.dilation, case.groups)
+    failures, notes = [], []
+
+    def compare(name, got, want):
+        want = want.numpy().reshape(-1)
+        if np.isnan(got).any():
+            failures.append(f"{name}: {int(np.isnan(got).sum())} NaN (unwritten) elements")
+        elif not np.allclose(got, want, rtol=1e-10, atol=1e-10):
+            err = float(np.max(np.abs(got - want)))
+            failures.append(f"{name}: max abs error {err:.3g}")
+
+    def attempt(name, fn):
+        try:
+            fn()
+        except EmulationError as e:
+            failures.append(f"{name}: {e}")
+            return False
+        return True
+
+    # Forward: corr2d() allocates output, passes contiguous tensors; the launcher picks a kernel.
+    for force in forces:
+        out = Global.poisoned("output", y.numel())
+        ran = []
+        ok = attempt(f"forward[{force or 'launcher'}]", lambda: ran.append(launch_forward(
+            g, Global("input", x), Global("weight", w), None if b is None else Global("bias", b),
+            out, acc_size, grid_cap, force)))
+        if ok and attempt(f"forward[{force or 'launcher'}]", out.assert_written_once):
+            compare(f"forward[{ran[0]}]", out.data, y)
+        if force is None and ran:
+            notes.append(ran[0])
+
+    gin = Global.poisoned("grad_input", x.numel())
+    if attempt("input_grad", lambda: launch_input_grad(g, Global("grad_output", gy),
+                                                       Global("weight", w), gin, grid_cap)) \
+            and attempt("input_grad", gin.assert_written_once):
+        compare("input_grad", gin.data, gx)
+
+    plan = plan_weight_grad(g)
+    notes.append(f"chunks={plan.tap_chunks} slices={plan.slices}")
+    gwt = Global.poisoned("grad_weight", w.numel())
+    ws = Global.poisoned("workspace", weight_grad_workspace(g, plan))
+    if attempt("weight_grad", lambda: launch_weight_grad(g, plan, Global("input", x),
+                                                         Global("grad_output", gy), ws, gwt,
+                                                         grid_cap)) \
+            and attempt("weight_grad", gwt.assert_written_once) \
+            and (plan.slices == 1 or attempt("weight_grad workspace", ws.assert_written_once)):
+        compare("weight_grad", gwt.data, gw)
+    return notes, failures
+
+
+# ---------------------------------------------------------------------------------------------
+# The geometries.
+
+
+def named_cases():
+    C = Case
+    return [
+        C(1, 1, 1, 1, (5, 5), (3, 3)),                                     # 1 -> 1, tiled<1,4>
+        C(1, 1, 1, 1, (20, 150), (3, 3), padding=(1, 1)),                  # 3x2 tiles of <1,4>
+        C(2, 3, 5, 1, (7, 9), (3, 3), padding=(1, 1)),                     # OCB tail (5 of 8)
+        C(1, 5, 17, 1, (11, 70), (3, 3), padding=(1, 1)),                  # 8+8+1, 2 tiles wide
+        C(1, 4, 4, 4, (10, 12), (3, 3), stride=(2, 2), padding=(1, 1)),    # depthwise
+        C(1, 3, 6, 3, (17, 140), (3, 3), padding=(1, 0), bias=False),      # depthwise x2, wide
+        C(2, 6, 10, 2, (9, 11), (5, 5), padding=(2, 2)),                   # 25 taps, ICB tail 3
+        C(1, 8, 8, 2, (7, 7), (5, 5), padding=(3, 3), dilation=(2, 2)),    # ICB = 4 exact
+        C(1, 2, 9, 1, (6, 7), (2, 3), stride=(3, 3), padding=(3, 3), dilation=(2, 1)),
+        C(1, 2, 3, 1, (2, 2), (1, 1), stride=(3, 2), padding=(3, 3)),      # padding > kernel
+        C(2, 2, 3, 1, (17, 30), (1, 1)),                                   # 1x1 kernel
+        C(1, 3, 6, 3, (9, 9), (3, 2), stride=(2, 3), padding=(3, 0), dilation=(3, 1)),
+        C(1, 1, 2, 1, (1, 1), (1, 1), stride=(3, 3), padding=(2, 2)),      # 1x1 image
+        C(1, 2, 2, 1, (1, 9), (1, 4), padding=(0, 2), dilation=(1, 3)),    # one row
+        C(1, 2, 3, 1, (30, 30), (5, 5), stride=(3, 3), padding=(3, 3), dilation=(3, 3)),  # direct
+        C(1, 1, 1, 1, (40, 300), (3, 3), stride=(3, 3), padding=(1, 1)),   # direct, 1 -> 1
+        C(1, 2, 3, 1, (12, 12), (7, 7), padding=(3, 3)),                   # 49 taps, 6 chunks
+        C(2, 1, 2, 1, (48, 48), (3, 3), padding=(1, 1)),                   # 3 weight-grad slices
+        C(2, 2, 2, 1, (40, 40), (5, 5), padding=(2, 2), bias=False),       # 2 slices, 3 chunks
+        C(1, 2, 2, 2, (70, 70), (3, 3), stride=(1, 1), padding=(1, 1)),    # 1->1 groups, slices
+    ]
+
+
+def random_cases(count, seed):
+    r = random.Random(seed)
+    channels = [(1, 1, 1), (2, 3, 1), (3, 9, 1), (4, 4, 4), (6, 10, 2), (4, 8, 2), (2, 2, 2),
+                (3, 3, 1), (5, 12, 1), (6, 6, 3)]
+    out = []
+    while len(out) < count:
+        cin, cout, groups = r.choice(channels)
+        c = Case(r.choice((1, 2)), cin, cout, groups,
+                 (r.choice((1, 2, 3, 5, 8, 9, 13)), r.choice((1, 3, 7, 31, 33, 65, 70, 129))),
+                 (r.choice((1, 2, 3, 5)), r.choice((1, 2, 3, 5))),
+                 (r.randint(1, 3), r.randint(1, 3)), (r.randint(0, 3), r.randint(0, 3)),
+                 (r.randint(1, 3), r.randint(1, 3)), r.random() < 0.7)
+        if c.valid():
+            out.append(c)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-side checks: the index helpers against brute force (also the compiled ones when the
+# extension is importable), and the launcher's int64 shared-memory size.
+
+
+def check_index_helpers():
+    failures = []
+    try:
+        from corr2d_ext import _C
+    except Exception:  # noqa: BLE001 - optional
+        _C = None
+    count = 0
+    for inp, k, s, p, d in itertools.product(range(0, 10), range(1, 6), range(1, 5),
+                                             range(0, 10), range(1, 5)):
+        if (k - 1) * d + 1 > inp + 2 * p:
+            continue
+        count += 1
+        out = output_size(inp, k, s, p, d)
+        brute = 0
+        while brute * s + (k - 1) * d <= inp + 2 * p - 1:
+            brute += 1
+        a = Axis(inp, out, k, s, p, d)
+        ok = out == brute
+        for kk in range(k):
+            outs = {o for o in range(out) if 0 <= a.input_index(o, kk) < inp}
+            ok &= set(range(a.output_begin(kk), a.output_end(kk))) == outs
+            ok &= 0 <= a.output_begin(kk) <= a.output_end(kk) <= out
+        for o in range(out):
+            taps = {kk for kk in range(k) if 0 <= a.input_index(o, kk) < inp}
+            ok &= set(range(a.tap_begin(o), a.tap_end(o))) == taps
+            ok &= 0 <= a.tap_begin(o) <= a.tap_end(o) <= k
+        for i in range(inp):
+            for kk in range(k):
+                want = [o for o in range(out) if a.input_index(o, kk) == i]
+                ok &= a.output_index(i, kk) == (want[0] if want else -1)
+        if _C is not None:
+            t = _C.axis_table(inp, k, s, p, d)
+            ok &= t["output"] == out
+            ok &= [tuple(v) for v in t["outputs_of_tap"]] == \
+                [(a.output_begin(kk), a.output_end(kk)) for kk in range(k)]
+            ok &= [tuple(v) for v in t["taps_of_output"]] == \
+                [(a.tap_begin(o), a.tap_end(o)) for o in range(out)]
+            ok &= [list(v) for v in t["output_index"]] == \
+                [[a.output_index(i, kk) for kk in range(k)] for i in range(inp)]
+        if not ok:
+            failures.append(f"index helpers: input={inp} kernel={k} stride={s} padding={p} "
+                            f"dilation={d}")
+    # the vectorised forms equal the scalar ones
+    a = Axis(7, output_size(7, 3, 2, 5, 2), 3, 2, 5, 2)
+    o = np.arange(a.output, dtype=np.int64)
+    i = np.arange(a.input, dtype=np.int64)
+    for kk in range(3):
+        assert list(a.output_index(i, kk)) == [a.output_index(int(v), kk) for v in i]
+    assert list(a.tap_begin(o)) == [a.tap_begin(int(v)) for v in o]
+    assert list(a.tap_end(o)) == [a.tap_end(int(v)) for v in o]
+    return count, _C is not None, failures
+
+
+def check_shared_bytes_overflow():
+    """The launcher's int64 tiled_shared_bytes on valid geometries with huge strides (corr2d's
+    check allows strides up to 2^31 - 1): 1x1 images, 1x1 kernels. Returns (report lines,
+    failures): a failure is a wrapped size that the launcher accepts. (Transliterates the
+    launcher as it is; update tiled_shared_bytes here along with a fix.)"""
+    lines, failures = [], []
+
+    def axis(s):
+        return Axis(1, output_size(1, 1, s, 0, 1), 1, s, 0, 1)
+
+    # (1) stride 2^26: the product wraps to a negative size, which passes the <= 48 KiB test;
+    # the launch then asks for (size_t)negative bytes and fails with "invalid argument".
+    g = Geometry(1, 1, 1, 1, axis(1 << 26), axis(1 << 26))
+    for name, size in (("double", 8), ("float", 4)):
+        p = patch_of(g, 4)
+        got = tiled_shared_bytes(g, 1, 4, size)
+        true = (p.rows * p.cols + g.kernel_area()) * size
+        lines.append(f"1->1, 1x1 image, stride (2^26, 2^26), {name}: tiled<1,4> shared bytes = "
+                     f"{got} (true {true}); the launcher "
+                     f"{'takes the tiled kernel' if got <= kSharedBytes else 'falls back'}")
+        if got != true and got <= kSharedBytes:
+            failures.append(lines[-1])
+    # (2) patch 2^33 x 2^36 words: the product wraps to exactly 0, the launch asks for the
+    # weights' few bytes only, and the kernel reads its patch far outside shared memory.
+    g = Geometry(1, 2, 2, 1, axis(1227133513), axis(1090785345))
+    rng = np.random.default_rng(0)
+    for name, size in (("double", 8), ("float", 4)):
+        p = patch_of(g, 2)
+        got = tiled_shared_bytes(g, 8, 2, size)
+        true = (p.rows * p.cols + 8 * g.kernel_area()) * size
+        line = (f"2->2, 1x1 image, stride (1227133513, 1090785345), {name}: patch {p.rows} x "
+                f"{p.cols} words, tiled<8,2> shared bytes = {got}; the launcher "
+                f"{'takes the tiled kernel' if got <= kSharedBytes else 'falls back'}")
+        try:
+            launch_forward(g, Global("input", rng.standard_normal(2)),
+                           Global("weight", rng.standard_normal(4)), None,
+                           Global.poisoned("output", 2), size)
+            line += "; emulated: no error"
+        except EmulationError as e:
+            line += f"; emulated: {e}"
+        lines.append(line)
+        if got != true and got <= kSharedBytes:
+            failures.append(line)
+    return lines, failures
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a handful of geometries")
+    ap.add_argument("--random", type=int, default=40, help="random geometries (default 40)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    t0 = time.time()
+
+    count, with_c, failures = check_index_helpers()
+    print(f"index helpers: {count} axes against brute force"
+          f"{' (and the compiled _C.axis_table)' if with_c else ''}: "
+          f"{'pass' if not failures else f'{len(failures)} FAIL'}")
+    lines, host_failures = check_shared_bytes_overflow()
+    for line in lines:
+        print(f"host int64 check ({'FAIL' if line in host_failures else 'ok'}):", line)
+    failures += host_failures
+
+    cases = named_cases()
+    if args.quick:
+        cases = cases[:6]
+    else:
+        cases += random_cases(args.random, args.seed)
+    rng = np.random.default_rng(args.seed)
+    runs, double_choice = 0, {}
+    for n, case in enumerate(cases):
+        # every geometry: the launcher's own choice for double, then every forward kernel
+        # forced; and all of it again with a grid of at most 3 blocks, so that every
+        # grid-stride loop (and the reuse of shared memory across a block's iterations) turns
+        forces = (None, "tiled82", "tiled14", "direct")
+        caps = (GRID_CAP,) if args.quick else (GRID_CAP, 3)
+        for cap in caps:
+            notes, fails = run_case(case, rng, grid_cap=cap, forces=forces)
+            runs += 1
+            if cap == GRID_CAP:
+                double_choice[notes[0]] = double_choice.get(notes[0], 0) + 1
+            tag = (f"[{n:2d}] {case} grid_cap={'2^20' if cap == GRID_CAP else cap}: "
+                   f"{', '.join(notes)}")
+            if fails:
+                failures += [f"{tag}: {f}" for f in fails]
+                print("FAIL", tag, *fails, sep="\n    ")
+            elif args.verbose:
+                print("ok  ", tag)
+    float_choice = {}
+    for case in cases:  # the forward kernel float/half/bfloat16 would get (4-byte staging)
+        out = tuple(output_size(i, k, s, p, d) for i, k, s, p, d in
+                    zip(case.hw, case.khw, case.stride, case.padding, case.dilation))
+        g = make_geometry((case.batch, case.cin) + case.hw,
+                          (case.cout, case.cin // case.groups) + case.khw,
+                          (case.batch, case.cout) + out, case.stride, case.padding,
+                          case.dilation, case.groups)
+        one = g.in_channels_per_group() == 1 and g.out_channels_per_group() == 1
+        OCB, PW = (1, 4) if one else (8, 2)
+        k = f"tiled<{OCB},{PW}>" if tiled_shared_bytes(g, OCB, PW, 4) <= kSharedBytes else "direct"
+        float_choice[k] = float_choice.get(k, 0) + 1
+    print(f"{len(cases)} geometries, {runs} runs (grid_for's cap"
+          f"{'' if args.quick else ', then a cap of 3 blocks'}); each run: forward (the "
+          f"launcher's choice, then tiled<8,2>, tiled<1,4> and direct forced), input_grad, "
+          f"weight_grad")
+    print(f"the launcher's forward kernel, per geometry: double {double_choice}, "
+          f"float {float_choice}")
+    kernel_failures = len(failures) - len(host_failures)
+    print(f"index helpers and kernels: {'all pass' if not kernel_failures else f'{kernel_failures} failures'}; "
+          f"host int64 checks: {'all pass' if not host_failures else f'{len(host_failures)} FAIL'}"
+          f"; {time.time() - t0:.0f} s")
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
