@@ -4,6 +4,12 @@ CORR2D_CUDA=0   build the CPU kernels only
 CORR2D_CUDA=1   build the CUDA kernels too, and fail if that is not possible
 (unset)         build the CUDA kernels when torch has CUDA and a toolkit is found
 
+CORR2D_SANITIZE=1   compile the C++ with AddressSanitizer and UndefinedBehaviorSanitizer
+                    (-fsanitize=address,undefined -fno-sanitize-recover=all -fno-wrapv
+                    -fno-omit-frame-pointer -g -O1: every report is fatal), for
+                    tools/sanitize.sh (`make sanitize`), which builds such a copy away from the
+                    in-place build and runs the tests under it with libasan preloaded.
+
 TORCH_CUDA_ARCH_LIST is honoured. When it is unset and no GPU is visible, the default below is
 used: sm_80 (A100) and sm_90 (H100/H200) machine code, plus sm_90 PTX that newer cards JIT.
 """
@@ -64,6 +70,17 @@ if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
 
 sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp", "csrc/cpu/corr2d_avx2.cpp"]
 cxx_flags = ["-O3"]
+link_flags = []
+sanitize = os.environ.get("CORR2D_SANITIZE", "").strip()
+if sanitize not in ("", "0", "1"):
+    sys.exit(f"CORR2D_SANITIZE must be 0, 1 or unset, but got {sanitize!r}")
+if sanitize == "1":
+    # -O1 (after -O3, so it wins) keeps the reports' stacks readable and the run fast enough.
+    # -fno-wrapv undoes the -fwrapv of Python's own CFLAGS, under which a signed overflow is
+    # defined to wrap and UBSan does not look for it: an overflowing index is what we want found.
+    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    cxx_flags += sanitizers + ["-fno-wrapv", "-fno-omit-frame-pointer", "-g", "-O1"]
+    link_flags += sanitizers
 if with_cuda:
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or "the visible GPU's"
     summary = (f"CPU and CUDA kernels (torch {torch.__version__}, CUDA {torch.version.cuda}, "
@@ -73,15 +90,34 @@ if with_cuda:
         sources + ["csrc/cuda/corr2d_cuda.cpp", "csrc/cuda/corr2d_kernel.cu"],
         define_macros=[("CORR2D_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+        extra_link_args=link_flags,
     )
 else:
     summary = f"CPU kernels only (torch {torch.__version__}; no CUDA kernels: {why_not_cuda})"
-    extension = CppExtension("corr2d_ext._C", sources, extra_compile_args={"cxx": cxx_flags})
+    extension = CppExtension("corr2d_ext._C", sources, extra_compile_args={"cxx": cxx_flags},
+                             extra_link_args=link_flags)
+if sanitize == "1":
+    summary += ", with AddressSanitizer and UndefinedBehaviorSanitizer"
 
-# The one-line build summary: printed (pip shows it with -v) and kept for corr2d_ext.build_info.
+
+def project_version():
+    """pyproject.toml's [project] version, the one place the version is written."""
+    text = (ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import re
+
+        return re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
+    return tomllib.loads(text)["project"]["version"]
+
+
+# The one-line build summary: printed (pip shows it with -v) and kept for corr2d_ext.build_info,
+# with the version for corr2d_ext.__version__ when the package is built in place, not installed.
 print(f"corr2d_ext: building {summary}", flush=True)
 (ROOT / "corr2d_ext" / "_build_info.py").write_text(
     f'"""Written by setup.py at build time."""\n\nSUMMARY = {summary!r}\n'
+    f"VERSION = {project_version()!r}\n"
 )
 
 setup(

@@ -7,6 +7,7 @@ lives in the op (``csrc/corr2d.cpp``), so these functions and the raw op fail al
 
 from __future__ import annotations
 
+import operator
 from typing import Sequence, Union
 
 import torch
@@ -19,21 +20,36 @@ IntOrPair = Union[int, Sequence[int]]
 __all__ = ["corr2d", "conv2d"]
 
 
+def _int(value, name: str, expected: str = "an int or a sequence of 2 ints") -> int:
+    """One integer argument, taken as F.conv2d takes it: an int or anything with __index__ (a
+    NumPy integer, an integer tensor of one element), but not a bool or a float, which F.conv2d
+    rejects with a TypeError too; and within int64, as the op's schema needs."""
+    if isinstance(value, torch.SymInt):
+        return value
+    if not isinstance(value, bool):
+        try:
+            value = operator.index(value)
+        except TypeError:
+            pass
+        else:
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(f"expected {name} to fit in 64 bits, but got {name}={value}")
+            return value
+    raise TypeError(f"expected {name} to be {expected}, but got {type(value).__name__}: {value!r}")
+
+
 def _pair(value: IntOrPair, name: str) -> list[int]:
     """An int, or a sequence of one or two ints, as two ints (as F.conv2d takes them)."""
-    if isinstance(value, (int, torch.SymInt)):
-        return [value, value]
     if isinstance(value, (list, tuple, torch.Size)):
         if len(value) == 1:
-            return [value[0], value[0]]
+            return [_int(value[0], name)] * 2
         if len(value) == 2:
-            return list(value)
+            return [_int(v, name) for v in value]
         raise RuntimeError(
             f"expected {name} to be a single integer value or a list of 2 values to match the "
             f"convolution dimensions, but got {name}={list(value)}"
         )
-    raise TypeError(f"expected {name} to be an int or a sequence of 2 ints, but got "
-                    f"{type(value).__name__}: {value!r}")
+    return [_int(value, name)] * 2
 
 
 def _same_padding(
@@ -97,8 +113,7 @@ def conv2d(
                            (dilation, dilation), groups)
     stride = _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
-    if not isinstance(groups, (int, torch.SymInt)):
-        raise TypeError(f"expected groups to be an int, but got {type(groups).__name__}: {groups!r}")
+    groups = _int(groups, "groups", "an int")
     unbatched = isinstance(input, torch.Tensor) and input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)

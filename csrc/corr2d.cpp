@@ -130,6 +130,12 @@ std::array<T, 4> check_geometry(const char* op, c10::ArrayRef<T> input, c10::Arr
               input);
   TORCH_CHECK(weight[2] >= 1 && weight[3] >= 1, op, ": expected a kernel of at least 1x1, but "
               "got weight of size ", weight);
+  // Bounded like stride, padding and dilation, so that the sizes below cannot overflow int64
+  // (the gradient ops take input_size and kernel_size as plain numbers).
+  TORCH_CHECK(input[2] <= kMaxParameter && input[3] <= kMaxParameter &&
+                  weight[2] <= kMaxParameter && weight[3] <= kMaxParameter,
+              op, ": expected heights and widths of at most ", kMaxParameter, ", but got input of "
+              "size ", input, " and weight of size ", weight);
   std::array<T, 4> out{input[0], weight[0], T(0), T(0)};
   for (int axis = 0; axis < 2; ++axis) {
     const T& in = input[2 + axis];

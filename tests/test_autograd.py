@@ -182,6 +182,30 @@ def test_opcheck(rng, sample, op):
     assert set(result.values()) == {"SUCCESS"}, result
 
 
+# (dtype, which of the op's two tensor arguments are channels_last): the fake kernels must give
+# the real kernels' strides, and the autograd and compiled paths must agree in each.
+OPCHECK_LAYOUTS = {
+    "float32, first argument channels_last": (torch.float32, (True, False)),
+    "bfloat16, second argument channels_last": (torch.bfloat16, (False, True)),
+}
+
+
+@pytest.mark.parametrize("op", ["corr2d", "corr2d_input_grad", "corr2d_weight_grad"])
+@pytest.mark.parametrize("layout", OPCHECK_LAYOUTS)
+def test_opcheck_on_channels_last_and_bfloat16(rng, layout, op):
+    dtype, channels_last = OPCHECK_LAYOUTS[layout]
+    args = list(opcheck_args(rng, "stride, padding, dilation, groups, bias", op))
+    for i in (0, 1):
+        t = args[i].detach().to(dtype)
+        if channels_last[i]:
+            t = t.contiguous(memory_format=torch.channels_last)
+        args[i] = t.requires_grad_()
+    if op == "corr2d":
+        args[2] = args[2].detach().to(dtype).requires_grad_()
+    result = torch.library.opcheck(getattr(ops, op), args)
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
 def test_opcheck_on_noncontiguous_arguments(rng):
     x = randn((2, 3, 6, 5), rng, torch.float32).transpose(2, 3).requires_grad_()
     w = randn((8, 3, 3, 2), rng, torch.float32)[::2].requires_grad_()
