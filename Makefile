@@ -5,20 +5,33 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.corr2d-deps
+# What the tests need beyond the base packages: installed by DEPS_STAMP on a new .venv, and by
+# its own stamp on an older one (without rebuilding the extension, as the examples' stamp).
+TEST_DEPS := hypothesis
+TEST_STAMP := $(VENV)/.corr2d-test-deps
 BUILD_STAMP := $(VENV)/.corr2d-build
+# The examples extra of pyproject.toml: the demo's picture, examples/, tests/test_examples.py.
+EXAMPLES_DEPS := matplotlib scikit-learn tqdm
+EXAMPLES_STAMP := $(VENV)/.corr2d-examples
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo test test-slow bench bench-quick build clean
+.PHONY: demo test test-slow sanitize bench bench-quick build clean
 
-demo: $(BUILD_STAMP)
+demo: $(BUILD_STAMP) $(EXAMPLES_STAMP)
 	$(PY) -m corr2d_ext
 
-test: $(BUILD_STAMP)
+test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP)
 	$(PY) -m pytest -q
 
 # The tests marked slow (inductor compile, huge tensors): not part of `make test`.
-test-slow: $(BUILD_STAMP)
+test-slow: $(BUILD_STAMP) $(TEST_STAMP)
 	$(PY) -m pytest -q -m slow
+
+# AddressSanitizer and UndefinedBehaviorSanitizer: a CPU-only copy of the extension built with
+# -fsanitize=address,undefined in /tmp/corr2d-asan (not in place), and the tests that reach every
+# kernel path run under it; any report fails. tools/sanitize.sh says more.
+sanitize: $(TEST_STAMP)
+	bash tools/sanitize.sh
 
 bench: $(BUILD_STAMP)
 	$(PY) bench/bench.py
@@ -31,7 +44,16 @@ build: $(BUILD_STAMP)
 $(DEPS_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch numpy pytest ninja pybind11 setuptools wheel
+	$(PY) -m pip install -q torch numpy pytest hypothesis ninja pybind11 setuptools wheel
+	touch $@
+
+$(TEST_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install -q $(TEST_DEPS)
+	touch $@
+
+# Its own stamp, so that adding it to an existing .venv does not rebuild the extension.
+$(EXAMPLES_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install -q $(EXAMPLES_DEPS)
 	touch $@
 
 # An editable install: compiles corr2d_ext/_C*.so in place (CUDA kernels too when torch has

@@ -69,8 +69,12 @@ if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
 
 sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp", "csrc/cpu/corr2d_avx2.cpp"]
-cxx_flags = ["-O3"]
-link_flags = []
+# -fopenmp: at::parallel_for is a header template whose threads are an `omp parallel` compiled
+# into *our* object files; without the flag it silently runs every task on the calling thread.
+# The libgomp.so.1 it links against is the one torch has already loaded (same soname), so
+# torch.set_num_threads() governs our kernels too.
+cxx_flags = ["-O3", "-fopenmp"]
+link_flags = ["-fopenmp"]
 sanitize = os.environ.get("CORR2D_SANITIZE", "").strip()
 if sanitize not in ("", "0", "1"):
     sys.exit(f"CORR2D_SANITIZE must be 0, 1 or unset, but got {sanitize!r}")

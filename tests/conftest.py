@@ -4,11 +4,26 @@ gradients of input, weight and bias for one random grad_output)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, settings
 
 import corr2d_ext
+
+# The property tests' profiles. "ci" (the default) is what `make test` runs: a bounded number of
+# examples drawn from a fixed seed (derandomized: the same examples on every run and machine),
+# no per-example deadline (a loaded 2-core machine must not turn slowness into failures), and
+# no example database. HYPOTHESIS_PROFILE=explore draws many more, at random, to look for new
+# failures; a failure it finds prints the example and a @reproduce_failure line.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=_SLOW_OK, print_blob=True)
+settings.register_profile("explore", max_examples=2000, deadline=None, database=None,
+                          suppress_health_check=_SLOW_OK, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 requires_cuda = pytest.mark.skipif(
     not (torch.cuda.is_available() and corr2d_ext.cuda_built),
