@@ -15,7 +15,7 @@ EXAMPLES_DEPS := matplotlib scikit-learn tqdm
 EXAMPLES_STAMP := $(VENV)/.corr2d-examples
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo test test-slow sanitize bench bench-quick build clean
+.PHONY: demo test test-slow test-packaging sanitize bench bench-quick build clean
 
 demo: $(BUILD_STAMP) $(EXAMPLES_STAMP)
 	$(PY) -m corr2d_ext
@@ -26,6 +26,11 @@ test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP)
 # The tests marked slow (inductor compile, huge tensors): not part of `make test`.
 test-slow: $(BUILD_STAMP) $(TEST_STAMP)
 	$(PY) -m pytest -q -m slow
+
+# pip install from a copy of the tree and from a built sdist (CPU-only builds, ~4-6 min): the
+# slow tests of tests/test_packaging.py, which CI runs after `make test`.
+test-packaging: $(BUILD_STAMP)
+	$(PY) -m pytest -q -m slow tests/test_packaging.py
 
 # AddressSanitizer and UndefinedBehaviorSanitizer: a CPU-only copy of the extension built with
 # -fsanitize=address,undefined in /tmp/corr2d-asan (not in place), and the tests that reach every
