@@ -19,7 +19,7 @@
 #include <torch/python.h>
 
 #include "corr2d_ops.h"
-#include "cpu/corr2d_cpu.h"
+#include "cpu/cpu.h"
 
 namespace corr2d_ext {
 
@@ -653,9 +653,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("cuda_built") = corr2d_ext::cuda::built();
   m.def("axis_table", &axis_table,
         "The shared index helpers of one axis, tabulated, for the tests.");
-  m.def("cpu_fast_path_available", &corr2d_ext::cpu::avx2::supported,
-        "Whether this CPU runs the AVX2 float32 kernels.");
-  m.def("set_cpu_fast_path_enabled", &corr2d_ext::cpu::set_fast_path_enabled,
-        "Test hook: False sends float32 to the portable kernels too.");
-  m.def("cpu_fast_path_enabled", &corr2d_ext::cpu::fast_path_enabled);
+  m.def("cpu_isas", &corr2d_ext::cpu::available_isas,
+        "The CPU kernel sets this machine can run, best first: the fast-path instantiations "
+        "(native ones, then the generic ones that mimic another ISA's width), then 'portable'.");
+  m.def("cpu_isa", &corr2d_ext::cpu::selected_isa, "The CPU kernel set calls run now.");
+  m.def("set_cpu_isa", &corr2d_ext::cpu::select_isa, pybind11::arg("name"),
+        "Test and benchmark hook: run every CPU call on one kernel set ('auto' for the default).");
 }

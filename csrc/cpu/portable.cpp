@@ -1,14 +1,13 @@
 // CPU kernels of the three ops: direct loops over the geometry, no im2col, no BLAS.
 //
-// These are the portable kernels: every dtype, any CPU. float32 on a CPU with AVX2 and FMA
-// takes the register-blocked kernels of corr2d_avx2.cpp instead (see use_avx2() below).
+// These are the portable kernels: every dtype, any CPU, and the reference that every fast-path
+// instantiation (ukernels.h) is tested against. dispatch.cpp decides which runs.
 //
 // Every kernel is a loop over rows of its result. A row (one image, one channel, one output
 // row) is owned by exactly one task, accumulated in a small buffer of the op-math type and
 // written once, so there are no atomics, no races, and results do not depend on the thread
 // count. The index math is the shared Axis helpers of corr2d.h, the same the CUDA kernels use.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -17,11 +16,11 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
-#include "../corr2d_ops.h"
-#include "corr2d_cpu.h"
+#include "cpu.h"
 
 namespace corr2d_ext {
 namespace cpu {
+namespace portable {
 namespace {
 
 // Enough multiply-adds per task that starting a thread pays for itself; a problem smaller than
@@ -223,26 +222,10 @@ void weight_grad_impl(const Geometry& g, const scalar_t* input, const scalar_t* 
   }
 }
 
-std::atomic<bool> fast_path{true};
-
-// Below this many multiply-adds the AVX2 path's setup (staging buffers, slot tables) costs
-// more than the sum itself: the tutorial's 6x8 image has 84.
-constexpr int64_t kMinFastMacs = 1 << 12;
-
-bool use_avx2(const at::Tensor& t, const Geometry& g) {
-  const int64_t macs =
-      g.batch * g.out_channels * g.output_plane() * g.in_channels_per_group() * g.kernel_area();
-  return t.scalar_type() == at::kFloat && g.in_channels > 0 && macs >= kMinFastMacs &&
-         fast_path.load() && avx2::supported();
-}
+}  // namespace
 
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
-  if (use_avx2(input, g)) {
-    avx2::forward(g, input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
-                  bias ? bias->const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
-    return;
-  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "corr2d_cpu", [&] {
     forward_impl<scalar_t>(g, input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
                            bias ? bias->const_data_ptr<scalar_t>() : nullptr,
@@ -252,11 +235,6 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
 
 void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
                 const at::Tensor& grad_input) {
-  if (use_avx2(grad_output, g) && avx2::handles_input_grad(g, weight.const_data_ptr<float>())) {
-    avx2::input_grad(g, grad_output.const_data_ptr<float>(), weight.const_data_ptr<float>(),
-                     grad_input.mutable_data_ptr<float>());
-    return;
-  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "corr2d_input_grad_cpu", [&] {
     input_grad_impl<scalar_t>(g, grad_output.const_data_ptr<scalar_t>(),
@@ -267,11 +245,6 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
 
 void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
                  const at::Tensor& grad_weight) {
-  if (use_avx2(input, g)) {
-    avx2::weight_grad(g, input.const_data_ptr<float>(), grad_output.const_data_ptr<float>(),
-                      grad_weight.mutable_data_ptr<float>());
-    return;
-  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "corr2d_weight_grad_cpu", [&] {
     weight_grad_impl<scalar_t>(g, input.const_data_ptr<scalar_t>(),
@@ -280,15 +253,6 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
   });
 }
 
-}  // namespace
-
-void set_fast_path_enabled(bool enabled) { fast_path.store(enabled); }
-bool fast_path_enabled() { return fast_path.load(); }
-
-const Corr2dKernels& kernels() {
-  static const Corr2dKernels k{&forward, &input_grad, &weight_grad};
-  return k;
-}
-
+}  // namespace portable
 }  // namespace cpu
 }  // namespace corr2d_ext

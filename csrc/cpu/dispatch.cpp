@@ -1,0 +1,121 @@
+// The CPU kernel table: which kernels run each call. One place for every rule that decides it:
+// the instantiation (chosen once from the CPU's features, or by the test hook), the problems
+// too small for the fast path's setup, and the cases only the portable kernels cover.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+
+#include <c10/util/Exception.h>
+
+#include "../corr2d_ops.h"
+#include "cpu.h"
+
+namespace corr2d_ext {
+namespace cpu {
+namespace {
+
+// Every instantiation of this build, best first: the default is the first native one the CPU
+// supports.
+std::vector<const IsaKernels*> instantiations() {
+  std::vector<const IsaKernels*> all;
+#if defined(__x86_64__) || defined(_M_X64)
+  all.push_back(&isa::avx512());
+  all.push_back(&isa::avx2());
+#endif
+#if defined(__aarch64__)
+  all.push_back(&isa::neon());
+#endif
+  all.push_back(&isa::generic16());
+  all.push_back(&isa::generic8());
+  all.push_back(&isa::generic4());
+  return all;
+}
+
+const IsaKernels* best_native() {
+  for (const IsaKernels* k : instantiations())
+    if (k->native && k->supported()) return k;
+  return nullptr;  // e.g. x86-64 without AVX2: the portable kernels
+}
+
+// nullptr: the portable kernels.
+const IsaKernels* find(const std::string& name) {
+  if (name == "auto") return best_native();
+  if (name == "portable") return nullptr;
+  for (const IsaKernels* k : instantiations())
+    if (name == k->name) {
+      TORCH_CHECK(k->supported(), "corr2d_ext: this CPU cannot run the '", name,
+                  "' kernels; expected one of ", c10::Join(", ", available_isas()));
+      return k;
+    }
+  TORCH_CHECK(false, "corr2d_ext: unknown CPU kernel set '", name, "'; expected one of ",
+              c10::Join(", ", available_isas()), " or auto");
+}
+
+std::atomic<const IsaKernels*>& selected() {
+  // CORR2D_CPU_ISA lets a benchmark or a user pin the kernels without code.
+  static std::atomic<const IsaKernels*> s{[] {
+    const char* env = std::getenv("CORR2D_CPU_ISA");
+    return env && *env ? find(env) : best_native();
+  }()};
+  return s;
+}
+
+// Below this many multiply-adds the fast path's setup (staging buffers, slot tables) costs
+// more than the sum itself: the tutorial's 6x8 image has 84.
+constexpr int64_t kMinFastMacs = 1 << 12;
+
+const IsaKernels* fast_path_for(const Geometry& g) {
+  const int64_t macs =
+      g.batch * g.out_channels * g.output_plane() * g.in_channels_per_group() * g.kernel_area();
+  if (g.in_channels == 0 || macs < kMinFastMacs) return nullptr;
+  return selected().load();
+}
+
+void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
+             const std::optional<at::Tensor>& bias, const at::Tensor& output) {
+  if (const IsaKernels* k = fast_path_for(g)) return k->forward(g, input, weight, bias, output);
+  portable::forward(g, input, weight, bias, output);
+}
+
+void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
+                const at::Tensor& grad_input) {
+  // The fast path correlates grad_output padded with zeros, where a non-finite weight would
+  // make NaN (inf * 0) that F.conv2d's input gradient does not have; it covers stride 1 only.
+  const IsaKernels* k = fast_path_for(g);
+  if (k && g.rows.stride == 1 && g.cols.stride == 1 && weight.isfinite().all().item<bool>())
+    return k->input_grad(g, grad_output, weight, grad_input);
+  portable::input_grad(g, grad_output, weight, grad_input);
+}
+
+void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
+                 const at::Tensor& grad_weight) {
+  if (const IsaKernels* k = fast_path_for(g))
+    return k->weight_grad(g, input, grad_output, grad_weight);
+  portable::weight_grad(g, input, grad_output, grad_weight);
+}
+
+}  // namespace
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (const IsaKernels* k : instantiations())
+    if (k->supported()) names.emplace_back(k->name);
+  names.emplace_back("portable");
+  return names;
+}
+
+std::string selected_isa() {
+  const IsaKernels* k = selected().load();
+  return k ? k->name : "portable";
+}
+
+void select_isa(const std::string& name) { selected().store(find(name)); }
+
+const Corr2dKernels& kernels() {
+  static const Corr2dKernels k{&forward, &input_grad, &weight_grad};
+  return k;
+}
+
+}  // namespace cpu
+}  // namespace corr2d_ext

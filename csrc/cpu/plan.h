@@ -1,0 +1,117 @@
+// The ISA-neutral half of the CPU fast path: how a correlation is cut into tasks, how each
+// task stages its source rows, where every vector of the micro-kernels reads and writes, and
+// the fixed order in which the weight gradient's partial sums are added. Everything here is
+// parameterized by the vector width (lanes) and the element size, never by an ISA, so the
+// same plan serves AVX2, AVX-512, NEON and the generic test instantiations; ukernels.h runs it.
+//
+// Every correlation is taken in forward form, as a Geometry (corr2d.h): src (N, C_src, H, W)
+// correlated with a weight into dst (N, C_dst, H_out, W_out). The forward op is its own
+// Geometry; the input gradient at stride 1 is the correlation of grad_output with the weight
+// flipped and transposed, a Geometry whose padding may be negative (cropping), built by
+// input_grad_correlation() below.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../corr2d.h"
+
+namespace corr2d_ext {
+namespace cpu {
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// Where element (dst channel d, src channel s of d's group, tap (kh, kw)) of the forward-form
+// weight lives in the weight tensor: group(d) * group + (d mod C_dst/groups) * dst + s * src
+// + kh * tap_row + kw * tap_col + offset. The forward op reads OIHW as it is; the input
+// gradient reads it flipped (negative tap strides) and transposed (dst and src swapped)
+// without a copy of the weight.
+struct WeightLayout {
+  int64_t group, dst, src, tap_row, tap_col, offset;
+};
+WeightLayout forward_weight_layout(const Geometry& g);
+
+// The input gradient at stride 1, as a forward-form correlation of grad_output (the src) into
+// grad_input (the dst): padding dilation * (kernel - 1) - padding, and its weight layout.
+Geometry input_grad_correlation(const Geometry& g);
+WeightLayout input_grad_weight_layout(const Geometry& g);
+
+// The staged rows of one task: for every src channel, `rows` rows, each stored as `stride`
+// phases of `phase_len` elements (all even columns, then all odd ones, for stride 2), so a
+// strided read becomes a contiguous vector load. Element (channel c, staged row t, padded
+// column pc) lives at c * channel_stride + t * row_stride + (pc % stride) * phase_len + pc /
+// stride. Zeros wherever the window reaches into padding or past the last column.
+struct Slab {
+  int64_t rows;            // src rows staged per channel
+  int64_t phase_len;       // elements per phase
+  int64_t row_stride;      // stride * phase_len
+  int64_t channel_stride;  // rows * row_stride
+  int64_t x_alloc;         // dst columns rounded up to whole vectors
+  int lanes;
+
+  Slab() = default;
+  Slab(const Geometry& g, int lanes, int64_t dst_rows);
+  // Elements for `channels` staged channels, plus one vector of slack: staging writes whole
+  // vectors and may run past the last row.
+  int64_t size(int64_t channels) const { return channels * channel_stride + lanes; }
+};
+
+// Offset within one staged channel of tap t = kh * kernel_w + kw, for a dst pixel at slab
+// position 0.
+std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s);
+
+// The vectors of `lanes` dst pixels of a task (its "slots"), as offsets: slot v covers dst row
+// r of the task's row block, columns x0 .. x0 + lanes - 1; it reads the slab at in_off[v] and
+// the staged grad_output at gy_off[v], writes dst at out_off[v] from the task's first row,
+// and `valid` of its lanes are real (fewer at the right edge). Whole vectors come first.
+struct SlotTable {
+  std::vector<int64_t> in_off, out_off, gy_off;
+  std::vector<int> valid;
+  int full = 0;  // the first `full` slots are whole vectors
+
+  SlotTable() = default;
+  SlotTable(const Geometry& g, const Slab& s, int64_t rows);
+  int size() const { return static_cast<int>(in_off.size()); }
+};
+
+// The forward-form correlation cut into tasks of (image, block of dst rows). Depends on the
+// geometry, the lanes and the element size only.
+struct CorrelationPlan {
+  int64_t rows;              // dst rows per task
+  int64_t blocks_per_image;
+  int64_t tasks;
+  int64_t grain;             // tasks per at::parallel_for grain
+  int64_t groups_per_stage;  // depthwise groups staged together
+  Slab slab;
+  std::vector<int64_t> tap_off;
+  SlotTable full_slots, last_slots;  // a full row block, and the last (shorter) one
+  int ocb;                           // output channels per micro-kernel block
+  int64_t dst_rows;                  // of the whole image
+
+  CorrelationPlan(const Geometry& g, int lanes, int64_t elem_bytes, int min_slots);
+  const SlotTable& slots_for(int64_t y0) const {
+    return y0 + rows <= dst_rows ? full_slots : last_slots;
+  }
+};
+
+// The weight gradient: tasks own a block of the weight (output channels x input channels of
+// one group, all taps) and one chunk of the sum over (image, row block). The weight block
+// bounds each task's accumulators; the chunk count is fixed by the geometry (more chunks only
+// when there are too few weight blocks to keep the threads busy), and chunk partials are added
+// in chunk order, so the result is bitwise the same for any thread count.
+struct WeightGradPlan {
+  int64_t rows, blocks_per_image, total_blocks;
+  int64_t oc_block, ic_block;    // channels of a weight block
+  int64_t oc_blocks, ic_blocks;  // weight blocks per group, along each
+  int64_t weight_blocks;         // in all groups
+  int64_t chunks, blocks_per_chunk;
+  Slab slab;
+  std::vector<int64_t> tap_off;
+  SlotTable full_slots, last_slots;
+
+  WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes);
+  int64_t tasks() const { return weight_blocks * chunks; }
+};
+
+}  // namespace cpu
+}  // namespace corr2d_ext

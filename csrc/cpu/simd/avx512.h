@@ -1,0 +1,105 @@
+// Vector traits for AVX-512 (F, BW, VL, DQ): 32 zmm registers of 16 floats or 8 doubles, and
+// mask registers for the lane tails. As avx2.h, every function carries its target attribute.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#define CORR2D_AVX512_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define CORR2D_AVX512_INLINE CORR2D_AVX512_TARGET __attribute__((always_inline)) inline
+
+namespace corr2d_ext {
+namespace cpu {
+namespace avx512_detail {
+
+// As avx2_detail: bfloat16 widens by a shift and narrows to nearest even, NaN kept quiet, bit
+// for bit as c10::BFloat16. (AVX512-BF16's vcvtneps2bf16 would be one instruction, but it
+// flushes denormals, so it would not round as the portable kernels do, and not every AVX-512
+// CPU has it.)
+CORR2D_AVX512_INLINE __m512 widen_bf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+CORR2D_AVX512_INLINE __m256i narrow_bf16(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7fc0));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+}  // namespace avx512_detail
+
+struct Avx512F32 {
+  using scalar = float;
+  using reg = __m512;
+  static constexpr int lanes = 16;
+  static constexpr int registers = 32;
+
+  static CORR2D_AVX512_INLINE reg zero() { return _mm512_setzero_ps(); }
+  static CORR2D_AVX512_INLINE reg set1(float v) { return _mm512_set1_ps(v); }
+  static CORR2D_AVX512_INLINE reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static CORR2D_AVX512_INLINE void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static CORR2D_AVX512_INLINE reg fma(reg a, reg b, reg acc) { return _mm512_fmadd_ps(a, b, acc); }
+  static CORR2D_AVX512_INLINE reg keep_lanes(reg v, int valid) {
+    return _mm512_maskz_mov_ps(static_cast<__mmask16>((1u << valid) - 1), v);
+  }
+  template <typename T>
+  static CORR2D_AVX512_INLINE reg load_from(const T* p) {
+    if constexpr (std::is_same_v<T, float>) {
+      return load(p);
+    } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      return avx512_detail::widen_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    } else {
+      static_assert(std::is_same_v<T, c10::Half>);
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+  }
+  template <typename T>
+  static CORR2D_AVX512_INLINE void store_to(T* p, reg v) {
+    if constexpr (std::is_same_v<T, float>) {
+      store(p, v);
+    } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), avx512_detail::narrow_bf16(v));
+    } else {
+      static_assert(std::is_same_v<T, c10::Half>);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                          _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+  }
+};
+
+struct Avx512F64 {
+  using scalar = double;
+  using reg = __m512d;
+  static constexpr int lanes = 8;
+  static constexpr int registers = 32;
+
+  static CORR2D_AVX512_INLINE reg zero() { return _mm512_setzero_pd(); }
+  static CORR2D_AVX512_INLINE reg set1(double v) { return _mm512_set1_pd(v); }
+  static CORR2D_AVX512_INLINE reg load(const double* p) { return _mm512_loadu_pd(p); }
+  static CORR2D_AVX512_INLINE void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
+  static CORR2D_AVX512_INLINE reg fma(reg a, reg b, reg acc) { return _mm512_fmadd_pd(a, b, acc); }
+  static CORR2D_AVX512_INLINE reg keep_lanes(reg v, int valid) {
+    return _mm512_maskz_mov_pd(static_cast<__mmask8>((1u << valid) - 1), v);
+  }
+  template <typename T>
+  static CORR2D_AVX512_INLINE reg load_from(const T* p) {
+    static_assert(std::is_same_v<T, double>);
+    return load(p);
+  }
+  template <typename T>
+  static CORR2D_AVX512_INLINE void store_to(T* p, reg v) {
+    static_assert(std::is_same_v<T, double>);
+    store(p, v);
+  }
+};
+
+}  // namespace cpu
+}  // namespace corr2d_ext

@@ -1,0 +1,72 @@
+// Vector traits over GCC/Clang vector extensions, for any lane count and register budget.
+//
+// Two uses. On a CPU without a dedicated traits header this is a portable vector path; and,
+// instantiated with another ISA's width and register count (16 lanes and 32 registers, as
+// AVX-512; 4 lanes and 32 registers, as NEON), it runs that ISA's planner, tile shapes, lane
+// and tail logic on any machine, so a CI host with AVX2 only still tests the AVX-512 path's
+// arithmetic. The compiler lowers a 64-byte vector into pairs or quads of whatever the target
+// has, which is slow but exact: every operation is lane-wise IEEE arithmetic, fused as the
+// real ISA fuses it (fma below is a single rounding, like vfmadd).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+namespace corr2d_ext {
+namespace cpu {
+
+template <typename Scalar, int Lanes, int Registers>
+struct GenericVec {
+  using scalar = Scalar;
+  typedef Scalar reg __attribute__((vector_size(sizeof(Scalar) * Lanes)));
+  static constexpr int lanes = Lanes;
+  static constexpr int registers = Registers;
+
+  static inline reg zero() { return reg{}; }
+  static inline reg set1(scalar v) { return reg{} + v; }
+  static inline reg load(const scalar* p) {
+    reg r;
+    std::memcpy(&r, p, sizeof(reg));
+    return r;
+  }
+  static inline void store(scalar* p, reg v) { std::memcpy(p, &v, sizeof(reg)); }
+  // acc + a * b with one rounding per lane.
+  static inline reg fma(reg a, reg b, reg acc) {
+    for (int k = 0; k < Lanes; ++k) acc[k] = std::fma(a[k], b[k], acc[k]);
+    return acc;
+  }
+  // v with the lanes from `valid` on cleared (set to +0, not multiplied by 0: the lanes hold
+  // input past a row's end, possibly inf).
+  static inline reg keep_lanes(reg v, int valid) {
+    for (int k = valid; k < Lanes; ++k) v[k] = scalar(0);
+    return v;
+  }
+  // Loads and stores from another element type: converted on the way in, rounded once on the
+  // way out, with c10's own conversions (round to nearest even), so every instantiation rounds
+  // exactly as the portable kernels do.
+  template <typename T>
+  static inline reg load_from(const T* p) {
+    if constexpr (std::is_same_v<T, scalar>) {
+      return load(p);
+    } else {
+      reg r;
+      for (int k = 0; k < Lanes; ++k) r[k] = static_cast<scalar>(p[k]);
+      return r;
+    }
+  }
+  template <typename T>
+  static inline void store_to(T* p, reg v) {
+    if constexpr (std::is_same_v<T, scalar>) {
+      store(p, v);
+    } else {
+      for (int k = 0; k < Lanes; ++k) p[k] = static_cast<T>(v[k]);
+    }
+  }
+};
+
+}  // namespace cpu
+}  // namespace corr2d_ext

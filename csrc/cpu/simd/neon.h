@@ -1,0 +1,86 @@
+// Vector traits for AArch64 NEON (Advanced SIMD, part of every AArch64 CPU): 32 registers of 4
+// floats or 2 doubles. No target attribute is needed: NEON is the baseline of the architecture.
+// Compiled only on aarch64 (see isa/neon.cpp).
+#pragma once
+
+#include <arm_neon.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+namespace corr2d_ext {
+namespace cpu {
+
+struct NeonF32 {
+  using scalar = float;
+  using reg = float32x4_t;
+  static constexpr int lanes = 4;
+  static constexpr int registers = 32;
+
+  static inline reg zero() { return vdupq_n_f32(0.0f); }
+  static inline reg set1(float v) { return vdupq_n_f32(v); }
+  static inline reg load(const float* p) { return vld1q_f32(p); }
+  static inline void store(float* p, reg v) { vst1q_f32(p, v); }
+  static inline reg fma(reg a, reg b, reg acc) { return vfmaq_f32(acc, a, b); }
+  static inline reg keep_lanes(reg v, int valid) {
+    alignas(16) static const uint32_t mask[8] = {~0u, ~0u, ~0u, ~0u, 0, 0, 0, 0};
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), vld1q_u32(mask + 4 - valid)));
+  }
+  template <typename T>
+  static inline reg load_from(const T* p) {
+    if constexpr (std::is_same_v<T, float>) {
+      return load(p);
+    } else if constexpr (std::is_same_v<T, c10::Half>) {
+      return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p))));
+    } else {
+      static_assert(std::is_same_v<T, c10::BFloat16>);
+      // bfloat16 is the top half of a float.
+      const uint16x4_t h = vld1_u16(reinterpret_cast<const uint16_t*>(p));
+      return vreinterpretq_f32_u32(vshlq_n_u32(vmovl_u16(h), 16));
+    }
+  }
+  template <typename T>
+  static inline void store_to(T* p, reg v) {
+    if constexpr (std::is_same_v<T, float>) {
+      store(p, v);
+    } else {
+      // Rounded as c10 rounds (to nearest even), lane by lane.
+      alignas(16) float tmp[4];
+      vst1q_f32(tmp, v);
+      for (int k = 0; k < 4; ++k) p[k] = static_cast<T>(tmp[k]);
+    }
+  }
+};
+
+struct NeonF64 {
+  using scalar = double;
+  using reg = float64x2_t;
+  static constexpr int lanes = 2;
+  static constexpr int registers = 32;
+
+  static inline reg zero() { return vdupq_n_f64(0.0); }
+  static inline reg set1(double v) { return vdupq_n_f64(v); }
+  static inline reg load(const double* p) { return vld1q_f64(p); }
+  static inline void store(double* p, reg v) { vst1q_f64(p, v); }
+  static inline reg fma(reg a, reg b, reg acc) { return vfmaq_f64(acc, a, b); }
+  static inline reg keep_lanes(reg v, int valid) {
+    alignas(16) static const uint64_t mask[4] = {~0ull, ~0ull, 0, 0};
+    return vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(v), vld1q_u64(mask + 2 - valid)));
+  }
+  template <typename T>
+  static inline reg load_from(const T* p) {
+    static_assert(std::is_same_v<T, double>);
+    return load(p);
+  }
+  template <typename T>
+  static inline void store_to(T* p, reg v) {
+    static_assert(std::is_same_v<T, double>);
+    store(p, v);
+  }
+};
+
+}  // namespace cpu
+}  // namespace corr2d_ext

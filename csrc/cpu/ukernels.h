@@ -1,0 +1,566 @@
+// The CPU fast path's micro-kernels and the drivers that run them over a plan (plan.h),
+// written once for every ISA: templates over a vector-traits type V (simd/*.h: register type,
+// lanes, register count, load / store / broadcast / fma / lane tails / dtype conversion) and
+// the tensor's element type T. Tile shapes come from V::registers, not from a table.
+//
+// Included once by each isa/*.cpp, after it defines CORR2D_TARGET (the target attribute of its
+// ISA, empty for the generic instantiations). Everything here has internal linkage, so the
+// copies compiled for different targets can never be mixed up by the linker.
+//
+// Numerics: bfloat16 and float16 are converted to float once, when the rows are staged (and
+// the weights packed), accumulated in float, and rounded once, when the result is stored;
+// float64 runs the same templates with 64-bit lanes.
+#pragma once
+
+#ifndef CORR2D_TARGET
+#error "define CORR2D_TARGET (the ISA's target attribute, or nothing) before including ukernels.h"
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include "plan.h"
+
+// The accumulator arrays must be unrolled away into registers: a loop the compiler leaves
+// rolled indexes them at run time, which keeps them in memory and adds a store to every FMA.
+#define CORR2D_UNROLL _Pragma("GCC unroll 16")
+
+namespace corr2d_ext {
+namespace cpu {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Register budget. A tile of A x B accumulators streams either its B vectors plus one
+// broadcast, or its A broadcasts plus one vector, through the remaining registers, whichever
+// is fewer; so it fits when A * B + min(A, B) + 1 <= registers. Every slot (forward) or tap
+// (weight gradient) of a tile also needs a base pointer or offset in a general register, and
+// x86-64 has 16 of those, of which the loops use about 6: kMaxStreams caps B.
+constexpr int kMaxStreams = 8;
+constexpr int kMaxWeightGradTaps = 12;
+
+constexpr bool tile_fits(int a, int b, int registers) {
+  return a * b + std::min(a, b) + 1 <= registers;
+}
+// Pixel vectors per forward tile of `ocb` output channels.
+template <typename V>
+constexpr int forward_vectors(int ocb) {
+  int nv = 1;
+  while (nv < kMaxStreams && tile_fits(ocb, nv + 1, V::registers)) ++nv;
+  return nv;
+}
+// Taps per weight-gradient tile of `ocb` output channels.
+template <typename V>
+constexpr int weight_grad_taps_per_tile(int ocb) {
+  int tb = 1;
+  while (tb < kMaxWeightGradTaps && tile_fits(ocb, tb + 1, V::registers)) ++tb;
+  return tb;
+}
+// The most output channels a forward or weight-gradient tile blocks.
+constexpr int kMaxOcb = 4;
+// Enough slots per task to fill the widest tile.
+template <typename V>
+constexpr int min_slots() { return V::registers - 4; }
+
+// ---------------------------------------------------------------------------------------------
+// Staging: the rows a task reads, converted to V::scalar, zero-padded, phase-split.
+
+// dst[j] = from[j] for j in [begin, end), 0 elsewhere in [0, len): one staged row at stride 1.
+// Rows are often a few dozen elements (depthwise, LeNet), where a library call costs more than
+// the copy, so this is whole-vector stores only: the zeros before `begin` and after `end` are
+// written a vector at a time, running over into the copied part (rewritten after) and past
+// `len` (into the next row, staged after this one, or the slab's one vector of slack). The
+// optimize attribute stops GCC from turning the zero loops back into memset calls.
+template <typename V, typename T>
+CORR2D_TARGET __attribute__((optimize("no-tree-loop-distribute-patterns"))) void stage_row(
+    typename V::scalar* dst, const T* from, int64_t begin, int64_t end, int64_t len) {
+  using S = typename V::scalar;
+  const auto zero = V::zero();
+  for (int64_t j = 0; j < begin; j += V::lanes) V::store(dst + j, zero);
+  int64_t j = begin;
+  for (; j + V::lanes <= end; j += V::lanes) V::store(dst + j, V::template load_from<T>(from + j));
+  for (; j < end; ++j) dst[j] = static_cast<S>(from[j]);
+  for (j = end; j < len; j += V::lanes) V::store(dst + j, zero);
+}
+
+// Fills the slab with src channels [c_begin, c_end) of image n, for the dst rows starting at
+// y0: zeros wherever the window reaches into padding (or past the end, for the rounded-up last
+// vector). A task stages one group (or a few depthwise channels, or one weight-gradient block)
+// at a time, so the slab stays in L2 however many channels the layer has.
+template <typename V, typename T>
+void stage(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
+           int64_t c_begin, int64_t c_end, typename V::scalar* slab) {
+  using S = typename V::scalar;
+  const Axis& rows = g.rows;
+  const Axis& cols = g.cols;
+  const int64_t first_row = y0 * rows.stride - rows.padding;
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const T* plane = src + g.input_offset(n, c);
+    for (int64_t t = 0; t < s.rows; ++t) {
+      S* dst = slab + (c - c_begin) * s.channel_stride + t * s.row_stride;
+      const int64_t r = first_row + t;
+      if (r < 0 || r >= rows.input) {
+        for (int64_t j = 0; j < s.row_stride; ++j) dst[j] = S(0);
+        continue;
+      }
+      const T* row = plane + r * cols.input;
+      if (cols.stride == 1) {
+        // Padded column j holds source column j - padding.
+        const int64_t begin = std::clamp<int64_t>(cols.padding, 0, s.phase_len);
+        const int64_t end = std::clamp<int64_t>(cols.padding + cols.input, begin, s.phase_len);
+        stage_row<V, T>(dst, row - cols.padding, begin, end, s.phase_len);
+      } else {
+        for (int64_t q = 0; q < cols.stride; ++q) {
+          S* phase = dst + q * s.phase_len;
+          for (int64_t j = 0; j < s.phase_len; ++j) {
+            const int64_t col = j * cols.stride + q - cols.padding;
+            phase[j] = (col >= 0 && col < cols.input) ? static_cast<S>(row[col]) : S(0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The weights of `count` forward-form dst channels from d_rel0 of one group, converted and
+// packed as [src channel][tap][channel], so that a tile's broadcasts for one tap are adjacent.
+template <typename S, typename T>
+void pack_weights(const WeightLayout& wl, const Geometry& g, const T* w, int64_t group,
+                  int64_t d_rel0, int count, S* out) {
+  const int64_t cin = g.in_channels_per_group();
+  const int64_t kw = g.cols.kernel, taps = g.kernel_area();
+  for (int64_t i = 0; i < cin; ++i)
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t at = group * wl.group + i * wl.src + (t / kw) * wl.tap_row +
+                         (t % kw) * wl.tap_col + wl.offset;
+      for (int j = 0; j < count; ++j)
+        out[(i * taps + t) * count + j] = static_cast<S>(w[at + (d_rel0 + j) * wl.dst]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward-form micro-kernel: OCB dst channels x NV slots, for `run.blocks` consecutive channel
+// blocks that share the slots (every channel of a depthwise chunk), so that setting up the
+// slots is paid once per run. For block b: the slab at in_off[v] + b * in_stride (slot v's
+// pixel 0, src channel 0), packed weights from w + b * w_stride, bias from bias + b *
+// bias_stride, and slot v's lanes written to out + out_off[v] + b * out_stride, of which
+// `valid[v]` are kept (fewer at the right edge, none for a slot that only pads the last tile).
+struct BlockRun {
+  int64_t blocks, in_stride, w_stride, bias_stride, out_stride;
+};
+
+template <typename V, typename T, int OCB, int NV>
+CORR2D_TARGET void forward_tile(const typename V::scalar* in, const int64_t* in_off,
+                                int64_t channel_stride, const int64_t* tap_off, int64_t taps,
+                                int64_t channels, const typename V::scalar* w,
+                                const typename V::scalar* bias, T* out, const int64_t* out_off,
+                                const int* valid, int64_t out_o_stride, const BlockRun& run) {
+  using S = typename V::scalar;
+  using R = typename V::reg;
+  for (int64_t b = 0; b < run.blocks; ++b) {
+    const S* wb = w + b * run.w_stride;
+    R acc[OCB][NV];
+    CORR2D_UNROLL
+    for (int j = 0; j < OCB; ++j) {
+      const R init = V::set1(bias ? bias[b * run.bias_stride + j] : S(0));
+      CORR2D_UNROLL
+      for (int v = 0; v < NV; ++v) acc[j][v] = init;
+    }
+    const S* base[NV];
+    CORR2D_UNROLL
+    for (int v = 0; v < NV; ++v) base[v] = in + in_off[v] + b * run.in_stride;
+    for (int64_t i = 0; i < channels; ++i) {
+      const S* wi = wb + i * taps * OCB;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t off = tap_off[t];
+        const S* wt = wi + t * OCB;
+        // The smaller operand set stays in registers (see tile_fits).
+        if constexpr (NV <= OCB) {
+          R x[NV];
+          CORR2D_UNROLL
+          for (int v = 0; v < NV; ++v) x[v] = V::load(base[v] + off);
+          CORR2D_UNROLL
+          for (int j = 0; j < OCB; ++j) {
+            const R wv = V::set1(wt[j]);
+            CORR2D_UNROLL
+            for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(wv, x[v], acc[j][v]);
+          }
+        } else {
+          R wv[OCB];
+          CORR2D_UNROLL
+          for (int j = 0; j < OCB; ++j) wv[j] = V::set1(wt[j]);
+          CORR2D_UNROLL
+          for (int v = 0; v < NV; ++v) {
+            const R x = V::load(base[v] + off);
+            CORR2D_UNROLL
+            for (int j = 0; j < OCB; ++j) acc[j][v] = V::fma(wv[j], x, acc[j][v]);
+          }
+        }
+      }
+      CORR2D_UNROLL
+      for (int v = 0; v < NV; ++v) base[v] += channel_stride;
+    }
+    CORR2D_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      T* o = out + out_off[v] + b * run.out_stride;
+      if (valid[v] == V::lanes) {
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) V::template store_to<T>(o + j * out_o_stride, acc[j][v]);
+      } else if (valid[v] > 0) {
+        // Not a masked store: vmaskmovps is microcoded and slow on AMD cores.
+        alignas(64) S tmp[V::lanes];
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) {
+          V::store(tmp, acc[j][v]);
+          for (int k = 0; k < valid[v]; ++k) o[j * out_o_stride + k] = static_cast<T>(tmp[k]);
+        }
+      }
+    }
+  }
+}
+
+// Runs the OCB x NV micro-kernel over every slot of a task, NV slots at a time (the last
+// tile padded with repeats of its first slot, with no valid lanes).
+template <typename V, typename T, int OCB>
+void forward_slots(const SlotTable& st, const typename V::scalar* slab, int64_t channel_stride,
+                   const int64_t* tap_off, int64_t taps, int64_t channels,
+                   const typename V::scalar* w, const typename V::scalar* bias, T* out,
+                   int64_t out_plane, const BlockRun& run) {
+  constexpr int NV = forward_vectors<V>(OCB);
+  const int n = st.size();
+  int first = 0;
+  for (; first + NV <= n; first += NV)
+    forward_tile<V, T, OCB, NV>(slab, st.in_off.data() + first, channel_stride, tap_off, taps,
+                                channels, w, bias, out, st.out_off.data() + first,
+                                st.valid.data() + first, out_plane, run);
+  if (first < n) {
+    int64_t in_off[NV], out_off[NV];
+    int valid[NV];
+    for (int v = 0; v < NV; ++v) {
+      const int k = first + v < n ? first + v : first;
+      in_off[v] = st.in_off[k];
+      out_off[v] = st.out_off[k];
+      valid[v] = first + v < n ? st.valid[k] : 0;
+    }
+    forward_tile<V, T, OCB, NV>(slab, in_off, channel_stride, tap_off, taps, channels, w, bias,
+                                out, out_off, valid, out_plane, run);
+  }
+}
+
+// dst = correlation of src with the weight (read through `wl`) + bias, in forward form.
+template <typename V, typename T>
+void correlate(const Geometry& g, const WeightLayout& wl, const T* src, const T* w,
+               const T* bias, T* dst) {
+  using S = typename V::scalar;
+  const CorrelationPlan plan(g, V::lanes, sizeof(S), min_slots<V>());
+  const int64_t cin = g.in_channels_per_group();
+  const int64_t cout = g.out_channels_per_group();
+  const int64_t taps = g.kernel_area();
+  const int64_t out_plane = g.output_plane();
+  const int64_t chunk = plan.groups_per_stage;
+  const bool depthwise = cin == 1 && cout == 1;
+  const int64_t cs = plan.slab.channel_stride;
+  const int64_t* tap_off = plan.tap_off.data();
+  at::parallel_for(0, plan.tasks, plan.grain, [&](int64_t begin, int64_t end) {
+    // Per thread: one group's (or depthwise chunk's) staged rows, and one tile's weights.
+    std::vector<S> slab(plan.slab.size(chunk * cin));
+    std::vector<S> wpack((depthwise ? chunk : kMaxOcb) * cin * taps);
+    std::vector<S> bpack(depthwise ? chunk : kMaxOcb);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / plan.blocks_per_image;
+      const int64_t y0 = (task % plan.blocks_per_image) * plan.rows;
+      const SlotTable& slots = plan.slots_for(y0);
+      T* out_n = dst + g.output_offset(n, 0) + y0 * g.cols.output;
+      if (depthwise) {
+        for (int64_t g0 = 0; g0 < g.groups; g0 += chunk) {
+          const int64_t g1 = std::min(g.groups, g0 + chunk);
+          stage<V, T>(g, plan.slab, src, n, y0, g0, g1, slab.data());
+          for (int64_t c = g0; c < g1; ++c) {
+            pack_weights(wl, g, w, c, 0, 1, wpack.data() + (c - g0) * taps);
+            bpack[c - g0] = bias ? static_cast<S>(bias[c]) : S(0);
+          }
+          const BlockRun run{g1 - g0, cs, taps, 1, out_plane};
+          forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, 1, wpack.data(),
+                                 bpack.data(), out_n + g0 * out_plane, out_plane, run);
+        }
+        continue;
+      }
+      const BlockRun one{1, 0, 0, 0, 0};
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        stage<V, T>(g, plan.slab, src, n, y0, grp * cin, (grp + 1) * cin, slab.data());
+        for (int64_t d = 0; d < cout;) {
+          const int ocb = static_cast<int>(std::min<int64_t>(plan.ocb, cout - d));
+          pack_weights(wl, g, w, grp, d, ocb, wpack.data());
+          const int64_t o0 = grp * cout + d;
+          for (int j = 0; j < ocb; ++j) bpack[j] = bias ? static_cast<S>(bias[o0 + j]) : S(0);
+          T* out = out_n + o0 * out_plane;
+          const S* wp = wpack.data();
+          const S* bp = bpack.data();
+          switch (ocb) {
+            case 4: forward_slots<V, T, 4>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
+            case 3: forward_slots<V, T, 3>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
+            case 2: forward_slots<V, T, 2>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
+            default: forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
+          }
+          d += ocb;
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight gradient: grad_w[o, i, t] = sum over (n, y, x) of gy[n, o, y, x] * slab(i, y, x, t).
+// Micro-kernel: OCB output channels x TB taps of accumulators, carried across every pixel
+// vector of a row block, then stored back into the task's lane buffer; the lanes are summed (in
+// a fixed order) once per task. Slot v reads the slab at in + in_off[v] and the staged
+// grad_output (zero past each row's end) at gy + gy_off[v] for channel o0.
+//
+// MASKED is for the slots at the right edge: their lanes past the row's end would multiply that
+// zero by whatever the slab holds there, and 0 * inf would put a NaN in a gradient that
+// F.conv2d computes finite, so those lanes of the input are cleared instead.
+template <typename V, int OCB, int TB, bool MASKED>
+CORR2D_TARGET void weight_grad_tile(const typename V::scalar* in, const int64_t* in_off,
+                                    const typename V::scalar* gy, const int64_t* gy_off,
+                                    const int* valid, int nv, int64_t gy_o_stride,
+                                    const int64_t* tap_off, typename V::scalar* lanes,
+                                    int64_t lanes_o_stride) {
+  using S = typename V::scalar;
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  R acc[OCB][TB];
+  CORR2D_UNROLL
+  for (int j = 0; j < OCB; ++j)
+    CORR2D_UNROLL
+    for (int t = 0; t < TB; ++t) acc[j][t] = V::load(lanes + j * lanes_o_stride + t * L);
+  int64_t taps[TB];
+  CORR2D_UNROLL
+  for (int t = 0; t < TB; ++t) taps[t] = tap_off[t];
+  for (int v = 0; v < nv; ++v) {
+    const S* x0 = in + in_off[v];
+    const S* g0 = gy + gy_off[v];
+    const int keep = MASKED ? valid[v] : L;
+    if constexpr (TB <= OCB) {
+      R x[TB];
+      CORR2D_UNROLL
+      for (int t = 0; t < TB; ++t) {
+        x[t] = V::load(x0 + taps[t]);
+        if constexpr (MASKED) x[t] = V::keep_lanes(x[t], keep);
+      }
+      CORR2D_UNROLL
+      for (int j = 0; j < OCB; ++j) {
+        const R gv = V::load(g0 + j * gy_o_stride);
+        CORR2D_UNROLL
+        for (int t = 0; t < TB; ++t) acc[j][t] = V::fma(gv, x[t], acc[j][t]);
+      }
+    } else {
+      R gv[OCB];
+      CORR2D_UNROLL
+      for (int j = 0; j < OCB; ++j) gv[j] = V::load(g0 + j * gy_o_stride);
+      CORR2D_UNROLL
+      for (int t = 0; t < TB; ++t) {
+        R x = V::load(x0 + taps[t]);
+        if constexpr (MASKED) x = V::keep_lanes(x, keep);
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) acc[j][t] = V::fma(gv[j], x, acc[j][t]);
+      }
+    }
+  }
+  CORR2D_UNROLL
+  for (int j = 0; j < OCB; ++j)
+    CORR2D_UNROLL
+    for (int t = 0; t < TB; ++t) V::store(lanes + j * lanes_o_stride + t * L, acc[j][t]);
+}
+
+template <typename V, int OCB, int TB>
+void weight_grad_block(const SlotTable& ws, const typename V::scalar* in,
+                       const typename V::scalar* gy, int64_t gy_o_stride,
+                       const int64_t* tap_off, typename V::scalar* lanes,
+                       int64_t lanes_o_stride) {
+  weight_grad_tile<V, OCB, TB, false>(in, ws.in_off.data(), gy, ws.gy_off.data(),
+                                      ws.valid.data(), ws.full, gy_o_stride, tap_off, lanes,
+                                      lanes_o_stride);
+  const int rest = ws.size() - ws.full;
+  if (rest > 0)
+    weight_grad_tile<V, OCB, TB, true>(in, ws.in_off.data() + ws.full, gy,
+                                       ws.gy_off.data() + ws.full, ws.valid.data() + ws.full,
+                                       rest, gy_o_stride, tap_off, lanes, lanes_o_stride);
+}
+
+// The last `rest` (< TB) taps, in one tile of exactly that many.
+template <typename V, int OCB, int TB>
+void weight_grad_rest(int64_t rest, const SlotTable& ws, const typename V::scalar* in,
+                      const typename V::scalar* gy, int64_t gy_o_stride,
+                      const int64_t* tap_off, typename V::scalar* lanes,
+                      int64_t lanes_o_stride) {
+  if constexpr (TB > 1) {
+    if (rest == TB - 1) {
+      weight_grad_block<V, OCB, TB - 1>(ws, in, gy, gy_o_stride, tap_off, lanes, lanes_o_stride);
+      return;
+    }
+    weight_grad_rest<V, OCB, TB - 1>(rest, ws, in, gy, gy_o_stride, tap_off, lanes,
+                                     lanes_o_stride);
+  }
+}
+
+// Every tap of OCB output channels and one input channel: TB taps at a time, then the rest.
+template <typename V, int OCB>
+void weight_grad_taps(const SlotTable& ws, const typename V::scalar* in,
+                      const typename V::scalar* gy, int64_t gy_o_stride,
+                      const int64_t* tap_off, int64_t taps, typename V::scalar* lanes,
+                      int64_t lanes_o_stride) {
+  constexpr int TB = weight_grad_taps_per_tile<V>(OCB);
+  constexpr int L = V::lanes;
+  int64_t t = 0;
+  for (; t + TB <= taps; t += TB)
+    weight_grad_block<V, OCB, TB>(ws, in, gy, gy_o_stride, tap_off + t, lanes + t * L,
+                                  lanes_o_stride);
+  if (t < taps)
+    weight_grad_rest<V, OCB, TB>(taps - t, ws, in, gy, gy_o_stride, tap_off + t, lanes + t * L,
+                                 lanes_o_stride);
+}
+
+// The lanes of one accumulator, added pairwise in a fixed order.
+template <typename S>
+S sum_lanes(const S* l, int n) {
+  if (n == 1) return l[0];
+  return sum_lanes(l, n / 2) + sum_lanes(l + n / 2, n / 2);
+}
+
+template <typename V, typename T>
+void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* grad_weight) {
+  using S = typename V::scalar;
+  constexpr int L = V::lanes;
+  const WeightGradPlan plan(g, L, sizeof(S));
+  const int64_t cin = g.in_channels_per_group();
+  const int64_t cout = g.out_channels_per_group();
+  const int64_t taps = g.kernel_area();
+  const int64_t w_numel = g.out_channels * cin * taps;
+  const int64_t gy_row = plan.slab.x_alloc;
+  const int64_t gy_o_stride = plan.rows * gy_row;
+  const int64_t* tap_off = plan.tap_off.data();
+  // Chunk partials only when there are several chunks, that is when the weight is small.
+  std::vector<S> partial(plan.chunks > 1 ? plan.chunks * w_numel : 0);
+
+  at::parallel_for(0, plan.tasks(), 1, [&](int64_t begin, int64_t end) {
+    // Per thread, bounded by the plan's block sizes, not by the weight.
+    std::vector<S> slab(plan.slab.size(plan.ic_block));
+    std::vector<S> gy_stage(plan.oc_block * gy_o_stride, S(0));  // zero past each row's end
+    std::vector<S> lanes(plan.oc_block * plan.ic_block * taps * L);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t chunk = task % plan.chunks;
+      const int64_t wblock = task / plan.chunks;
+      const int64_t ib = wblock % plan.ic_blocks;
+      const int64_t ob = (wblock / plan.ic_blocks) % plan.oc_blocks;
+      const int64_t grp = wblock / (plan.ic_blocks * plan.oc_blocks);
+      const int64_t oc0 = ob * plan.oc_block, oc_n = std::min(plan.oc_block, cout - oc0);
+      const int64_t ic0 = ib * plan.ic_block, ic_n = std::min(plan.ic_block, cin - ic0);
+      const int64_t l_o_stride = ic_n * taps * L;
+      std::fill(lanes.begin(), lanes.end(), S(0));
+      const int64_t b_end = std::min(plan.total_blocks, (chunk + 1) * plan.blocks_per_chunk);
+      for (int64_t b = chunk * plan.blocks_per_chunk; b < b_end; ++b) {
+        const int64_t n = b / plan.blocks_per_image;
+        const int64_t y0 = (b % plan.blocks_per_image) * plan.rows;
+        const int64_t task_rows = std::min(plan.rows, g.rows.output - y0);
+        const SlotTable& ws = task_rows == plan.rows ? plan.full_slots : plan.last_slots;
+        const int64_t c_first = g.first_input_channel(grp) + ic0;
+        stage<V, T>(g, plan.slab, input, n, y0, c_first, c_first + ic_n, slab.data());
+        for (int64_t o = 0; o < oc_n; ++o)
+          for (int64_t r = 0; r < task_rows; ++r) {
+            const T* from = grad_output + g.output_offset(n, grp * cout + oc0 + o) +
+                            (y0 + r) * g.cols.output;
+            S* to = gy_stage.data() + o * gy_o_stride + r * gy_row;
+            for (int64_t x = 0; x < g.cols.output; ++x) to[x] = static_cast<S>(from[x]);
+          }
+        for (int64_t o = 0; o < oc_n; o += kMaxOcb) {
+          const S* gy = gy_stage.data() + o * gy_o_stride;
+          for (int64_t i = 0; i < ic_n; ++i) {
+            const S* in = slab.data() + i * plan.slab.channel_stride;
+            S* l = lanes.data() + (o * ic_n + i) * taps * L;
+            switch (std::min<int64_t>(kMaxOcb, oc_n - o)) {
+              case 4: weight_grad_taps<V, 4>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
+              case 3: weight_grad_taps<V, 3>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
+              case 2: weight_grad_taps<V, 2>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
+              default: weight_grad_taps<V, 1>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
+            }
+          }
+        }
+      }
+      for (int64_t o = 0; o < oc_n; ++o)
+        for (int64_t i = 0; i < ic_n; ++i)
+          for (int64_t t = 0; t < taps; ++t) {
+            const S sum = sum_lanes(lanes.data() + ((o * ic_n + i) * taps + t) * L, L);
+            const int64_t e = g.weight_offset(grp * cout + oc0 + o, ic0 + i) + t;
+            if (plan.chunks > 1)
+              partial[chunk * w_numel + e] = sum;
+            else
+              grad_weight[e] = static_cast<T>(sum);
+          }
+    }
+  });
+  if (plan.chunks > 1) {
+    for (int64_t e = 0; e < w_numel; ++e) {
+      S sum = partial[e];
+      for (int64_t c = 1; c < plan.chunks; ++c) sum += partial[c * w_numel + e];
+      grad_weight[e] = static_cast<T>(sum);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One instantiation's kernel table entries: the dtype switch in front of the templates, with
+// VF the float traits (float, bfloat16, float16 accumulate in float) and VD the double ones.
+template <typename VF, typename VD>
+struct Instantiation {
+  template <typename F>
+  static void by_dtype(at::ScalarType dtype, const F& f) {
+    switch (dtype) {
+      case at::kFloat: f(VF{}, float{}); break;
+      case at::kBFloat16: f(VF{}, c10::BFloat16{}); break;
+      case at::kHalf: f(VF{}, c10::Half{}); break;
+      case at::kDouble: f(VD{}, double{}); break;
+      default: TORCH_CHECK(false, "corr2d_ext CPU kernels: unsupported dtype ", dtype);
+    }
+  }
+
+  static void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
+                      const std::optional<at::Tensor>& bias, const at::Tensor& output) {
+    by_dtype(input.scalar_type(), [&](auto v, auto t) {
+      using V = decltype(v);
+      using T = decltype(t);
+      correlate<V, T>(g, forward_weight_layout(g), input.const_data_ptr<T>(),
+                      weight.const_data_ptr<T>(), bias ? bias->const_data_ptr<T>() : nullptr,
+                      output.mutable_data_ptr<T>());
+    });
+  }
+
+  static void input_grad(const Geometry& g, const at::Tensor& grad_output,
+                         const at::Tensor& weight, const at::Tensor& grad_input) {
+    by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
+      using V = decltype(v);
+      using T = decltype(t);
+      correlate<V, T>(input_grad_correlation(g), input_grad_weight_layout(g),
+                      grad_output.const_data_ptr<T>(), weight.const_data_ptr<T>(), nullptr,
+                      grad_input.mutable_data_ptr<T>());
+    });
+  }
+
+  static void weight_grad(const Geometry& g, const at::Tensor& input,
+                          const at::Tensor& grad_output, const at::Tensor& grad_weight) {
+    by_dtype(input.scalar_type(), [&](auto v, auto t) {
+      using V = decltype(v);
+      using T = decltype(t);
+      cpu::weight_grad<V, T>(g, input.const_data_ptr<T>(), grad_output.const_data_ptr<T>(),
+                             grad_weight.mutable_data_ptr<T>());
+    });
+  }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace corr2d_ext
