@@ -4,6 +4,7 @@ gradients of input, weight and bias for one random grad_output)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -24,6 +25,25 @@ settings.register_profile("ci", max_examples=100, deadline=None, derandomize=Tru
 settings.register_profile("explore", max_examples=2000, deadline=None, database=None,
                           suppress_health_check=_SLOW_OK, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: The CPU fast-path instantiations this machine runs, best first (native ones such as avx512,
+#: avx2 or neon, then generic16, generic8 and generic4, which run the 16-, 8- and 4-lane
+#: instantiations' logic with compiler vector extensions on any CPU); "portable" is not one.
+FAST_CPU_ISAS = [name for name in corr2d_ext._C.cpu_isas() if name != "portable"]
+NATIVE_CPU_ISA = corr2d_ext._C.cpu_isa()
+
+
+@contextlib.contextmanager
+def cpu_isa(name: str):
+    """Runs a block with every CPU call on one kernel set (an instantiation's name, "portable"
+    or "auto"), and restores the one before."""
+    before = corr2d_ext._C.cpu_isa()
+    corr2d_ext._C.set_cpu_isa(name)
+    try:
+        yield name
+    finally:
+        corr2d_ext._C.set_cpu_isa(before)
+
 
 requires_cuda = pytest.mark.skipif(
     not (torch.cuda.is_available() and corr2d_ext.cuda_built),

@@ -1,26 +1,25 @@
-"""The CPU backend's two float32 paths agree: the AVX2 register-blocked kernels (taken on CPUs
-with AVX2 and FMA) and the portable kernels (every other CPU, and every other dtype).
+"""Every CPU fast-path instantiation this machine runs, in every dtype, against float64
+F.conv2d: the native ones (avx512, avx2, neon) and the generic ones (generic16, generic8,
+generic4: the same templates over compiler vector extensions with AVX-512's, AVX2's and NEON's
+lanes and register counts), so that the 16- and 4-lane planner, tile and tail logic is tested
+on a machine without AVX-512 or NEON too.
 
-The rest of the suite runs whichever path this CPU takes; here both run on the same inputs,
-over geometries that reach the fast path's edge cases: right-edge vectors, strides (its
-phase-split staging), dilation, negative effective padding in the input gradient (padding
-larger than the kernel), channel counts that are not multiples of the 4-channel block, and
-depthwise layers.
+The geometries reach the fast path's edge cases: right-edge vectors, strides (its phase-split
+staging), dilation, negative effective padding in the input gradient (padding larger than the
+kernel), channel counts that are not multiples of the 4-channel block, depthwise layers, 1x1
+kernels and narrow images.
 """
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import corr2d_ext
+from conftest import FAST_CPU_ISAS, NATIVE_CPU_ISA, TOLERANCES, assert_all_close, cpu_isa
 from corr2d_ext import _C
-
-pytestmark = pytest.mark.skipif(
-    not _C.cpu_fast_path_available(), reason="this CPU has no AVX2/FMA fast path to compare"
-)
 
 # (N, C_in, C_out, H, W, kH, kW, stride, padding, dilation, groups)
 GEOMETRIES = [
-    (1, 1, 1, 6, 8, 1, 2, 1, 0, 1, 1),  # the tutorial
     (2, 3, 5, 9, 13, 3, 3, 1, 1, 1, 1),
     (2, 4, 6, 11, 10, 3, 2, (2, 1), (1, 2), (1, 2), 2),
     (2, 8, 8, 9, 17, 3, 3, 1, 1, 1, 8),  # depthwise
@@ -30,73 +29,136 @@ GEOMETRIES = [
     (1, 3, 7, 20, 21, 4, 5, (2, 3), (0, 3), (2, 1), 1),
     (4, 4, 4, 16, 16, 3, 3, 2, 0, 2, 2),
     (1, 16, 9, 5, 40, 3, 3, 1, 1, 1, 1),  # 9 channels: two blocks of 4 and one of 1
+    (2, 3, 8, 31, 29, 7, 7, 2, 3, 1, 1),  # a 7x7/2 stem
+    (4, 24, 20, 7, 7, 1, 1, 1, 0, 1, 1),  # 1x1 on a 7x7 image
+    (2, 8, 8, 14, 14, 3, 3, 2, 1, 1, 8),  # depthwise at stride 2
+    (2, 16, 16, 12, 12, 3, 3, 1, 1, 1, 4),  # grouped, 4 channels a group
 ]
-
-
-@pytest.fixture
-def portable():
-    """Runs a block with the fast path switched off, and restores it."""
-
-    class Switch:
-        def __enter__(self):
-            _C.set_cpu_fast_path_enabled(False)
-
-        def __exit__(self, *exc):
-            _C.set_cpu_fast_path_enabled(True)
-
-    yield Switch()
-    _C.set_cpu_fast_path_enabled(True)
-
-
-def forward_and_grads(x, w, b, stride, padding, dilation, groups, gy_seed=1):
-    x = x.detach().requires_grad_()
-    w = w.detach().requires_grad_()
-    b = b.detach().requires_grad_()
-    y = corr2d_ext.conv2d(x, w, b, stride, padding, dilation, groups)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(gy_seed))
-    gx, gw, gb = torch.autograd.grad(y, (x, w, b), gy)
-    return y, gx, gw, gb
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
 
 def macs(geometry):
     n, cin, cout, h, w_, kh, kw, stride, padding, dilation, groups = geometry
-    y = torch.nn.functional.conv2d(torch.empty(n, cin, h, w_), torch.empty(cout, cin // groups, kh, kw),
-                                   None, stride, padding, dilation, groups)
+    y = F.conv2d(torch.empty(n, cin, h, w_), torch.empty(cout, cin // groups, kh, kw), None,
+                 stride, padding, dilation, groups)
     return y.numel() * (cin // groups) * kh * kw
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
-def test_fast_path_matches_portable_kernels(geometry, portable):
-    # Below 4096 multiply-adds even float32 takes the portable kernels (kMinFastMacs in
-    # corr2d_kernel.cpp); every geometry here but the tutorial's is above it.
-    if geometry != GEOMETRIES[0]:
-        assert macs(geometry) >= 4096
+def make(geometry, dtype):
     n, cin, cout, h, w_, kh, kw, stride, padding, dilation, groups = geometry
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(n, cin, h, w_, generator=gen)
-    w = torch.randn(cout, cin // groups, kh, kw, generator=gen)
-    b = torch.randn(cout, generator=gen)
-    fast = forward_and_grads(x, w, b, stride, padding, dilation, groups)
-    with portable:
-        slow = forward_and_grads(x, w, b, stride, padding, dilation, groups)
-    for name, a, r in zip(("output", "grad_input", "grad_weight", "grad_bias"), fast, slow):
-        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5 * max(1.0, r.abs().max().item()),
-                                   msg=lambda m: f"{name}: {m}")
+    # Values the dtype holds exactly, so that the float64 reference sees the same numbers.
+    rand = lambda *s: torch.randn(s, generator=gen, dtype=torch.float64).to(dtype).double()
+    x, w, b = rand(n, cin, h, w_), rand(cout, cin // groups, kh, kw), rand(cout)
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    gy = rand(*F.conv2d(x, w, b, **options).shape)
+    return x, w, b, gy, options
 
 
-def test_weight_grad_does_not_turn_inf_past_a_row_end_into_nan():
+def ops(x, w, b, gy, options):
+    """The three ops called directly (so that each is certainly the one under test)."""
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]
+    s, p, d, g = (pair(options["stride"]), pair(options["padding"]), pair(options["dilation"]),
+                  options["groups"])
+    y = corr2d_ext.conv2d(x, w, b, **options)
+    gx = torch.ops.corr2d_ext.corr2d_input_grad(gy, w, list(x.shape[2:]), s, p, d, g)
+    gw = torch.ops.corr2d_ext.corr2d_weight_grad(x, gy, list(w.shape[2:]), s, p, d, g)
+    return y, gx, gw
+
+
+def reference(x, w, b, gy, options):
+    s, p, d, g = options["stride"], options["padding"], options["dilation"], options["groups"]
+    return (F.conv2d(x, w, b, **options), torch.nn.grad.conv2d_input(x.shape, w, gy, s, p, d, g),
+            torch.nn.grad.conv2d_weight(x, w.shape, gy, s, p, d, g))
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_geometries_are_large_enough_for_the_fast_path(geometry):
+    # Below 4096 multiply-adds every dtype takes the portable kernels (kMinFastMacs in
+    # csrc/cpu/dispatch.cpp).
+    assert macs(geometry) >= 4096
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("isa", FAST_CPU_ISAS)
+def test_instantiation_matches_float64_f_conv2d(isa, dtype, geometry):
+    x, w, b, gy, options = make(geometry, dtype)
+    expected = reference(x, w, b, gy, options)
+    with cpu_isa(isa):
+        ours = ops(x.to(dtype), w.to(dtype), b.to(dtype), gy.to(dtype), options)
+    assert all(t.dtype == dtype for t in ours)
+    assert_all_close([t.double() for t in ours], expected, ("output", "grad_input", "grad_weight"),
+                     **TOLERANCES[dtype])
+
+
+# A generic instantiation with a native one's lanes and registers has its tiles, its blocking
+# and its summation order, and every FMA rounds once in both: the results must be identical,
+# which shows that the generic instantiations test what the native ones run.
+TWINS = [(native, generic) for native, generic in
+         [("avx512", "generic16"), ("avx2", "generic8"), ("neon", "generic4")]
+         if native in FAST_CPU_ISAS]
+
+
+@pytest.mark.skipif(not TWINS, reason="this CPU runs no native fast-path instantiation")
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("twin", TWINS, ids="-".join)
+def test_generic_instantiation_is_bitwise_its_native_twin(twin, dtype, geometry):
+    x, w, b, gy, options = (t.to(dtype) if isinstance(t, torch.Tensor) else t
+                            for t in make(geometry, dtype))
+    results = []
+    for isa in twin:
+        with cpu_isa(isa):
+            results.append(ops(x, w, b, gy, options))
+    for name, a, e in zip(("output", "grad_input", "grad_weight"), *results):
+        assert torch.equal(a, e), f"{name}: {twin[1]} differs from {twin[0]}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("isa", FAST_CPU_ISAS)
+def test_results_are_rounded_once_as_c10_rounds(isa, dtype):
+    # A 1x1 kernel of weight 1: each output is x + b, added exactly in float (one FMA, one
+    # rounding) and then rounded to the dtype once. Whole vectors and right-edge tails, ties,
+    # overflow to inf, NaN: bit for bit as torch's own float -> dtype conversion.
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(1, 1, 70, 61, generator=gen) * 300).to(dtype)
+    x[0, 0, 0, :5] = torch.tensor([float("nan"), float("inf"), -float("inf"), 65504, -65504])
+    b = (torch.randn(1, generator=gen) * 7).to(dtype)
+    w = torch.ones(1, 1, 1, 1, dtype=dtype)
+    with cpu_isa(isa):
+        y = corr2d_ext.conv2d(x, w, b)
+    expected = (x.float() + b.float()).to(dtype)
+    same = (y.view(torch.int16) == expected.view(torch.int16)) | (y.isnan() & expected.isnan())
+    assert same.all(), f"{(~same).sum()} of {y.numel()} differ"
+
+
+@pytest.mark.parametrize("isa", FAST_CPU_ISAS)
+def test_weight_grad_does_not_turn_inf_past_a_row_end_into_nan(isa):
     # Column 10 is read by tap 2 of the last output column (8), and only by the lanes past the
     # row's end for taps 0 and 1: their gradients must stay finite, as F.conv2d's do.
-    x = torch.randn(1, 1, 5, 11)
+    x = torch.randn(1, 1, 5 * 100, 11)
     x[0, 0, 2, 10] = float("inf")
-    gy = torch.randn(1, 1, 5, 9)
-    grad_w = torch.ops.corr2d_ext.corr2d_weight_grad(x, gy, [1, 3], [1, 1], [0, 0], [1, 1], 1)
+    gy = torch.randn(1, 1, 5 * 100, 9)
+    with cpu_isa(isa):
+        grad_w = torch.ops.corr2d_ext.corr2d_weight_grad(x, gy, [1, 3], [1, 1], [0, 0], [1, 1], 1)
     assert torch.isfinite(grad_w[0, 0, 0, :2]).all(), grad_w
     assert torch.isinf(grad_w[0, 0, 0, 2]), grad_w
 
 
-def test_fast_path_switch_is_a_real_switch(portable):
-    assert _C.cpu_fast_path_enabled()
-    with portable:
-        assert not _C.cpu_fast_path_enabled()
-    assert _C.cpu_fast_path_enabled()
+def test_the_hook_lists_selects_and_restores_kernel_sets():
+    names = _C.cpu_isas()
+    assert names[-1] == "portable" and {"generic16", "generic8", "generic4"} <= set(names)
+    assert NATIVE_CPU_ISA in names
+    for name in names:
+        with cpu_isa(name):
+            assert _C.cpu_isa() == name
+    assert _C.cpu_isa() == NATIVE_CPU_ISA
+    with cpu_isa("auto"):
+        assert _C.cpu_isa() == NATIVE_CPU_ISA
+
+
+def test_the_hook_names_the_choices_when_given_an_unknown_one():
+    with pytest.raises(RuntimeError, match=r"unknown CPU kernel set 'sse9'; expected one of .*portable"):
+        _C.set_cpu_isa("sse9")
+    assert _C.cpu_isa() == NATIVE_CPU_ISA

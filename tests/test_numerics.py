@@ -7,9 +7,10 @@ F.conv2d in float64 on the CPU, term for term; tests/reference.py sums those ter
 and test_the_reference_is_f_conv2d_in_float64 holds the two together. (F.conv2d's float32 path
 disagrees with it, and with itself, in some geometries: oneDNN skips the padding there.)
 
-Every test runs on each CPU path: float64 and bfloat16 (portable kernels), float32 on the
-portable kernels, and float32 on the AVX2 kernels where this CPU has them (the geometries are
-large enough for that path: FAST_PATH_MIN_MACS).
+Every test runs on each CPU path: float32 on the portable kernels and on every fast-path
+instantiation this machine runs (native and generic: see FAST_CPU_ISAS in conftest.py), and
+float64, bfloat16 and float16 on the default one (the geometries are large enough for the fast
+path: FAST_PATH_MIN_MACS).
 """
 
 from __future__ import annotations
@@ -21,38 +22,35 @@ import torch
 import torch.nn.functional as F
 
 import corr2d_ext
-from conftest import outputs_and_grads
-from corr2d_ext import _C
+from conftest import FAST_CPU_ISAS, cpu_isa, outputs_and_grads
 from reference import describe_specials, same_specials, sum_of_terms
 
 INF, NAN = float("inf"), float("nan")
 NAMES = ("output", "grad_input", "grad_weight", "grad_bias")
 FAST_PATH_MIN_MACS = 4096
 
-#: (dtype, whether float32 may take the AVX2 kernels)
+#: name -> (dtype, CPU kernel set): float32 on the portable kernels and on every fast-path
+#: instantiation this machine runs (the generic ones carry the 16- and 4-lane logic to
+#: machines without AVX-512 or NEON), and the other dtypes on the default one.
 PATHS = {
-    "float64": (torch.float64, True),
-    "float32 portable": (torch.float32, False),
-    "float32 avx2": (torch.float32, True),
-    "bfloat16": (torch.bfloat16, True),
+    "float64": (torch.float64, "auto"),
+    "float32 portable": (torch.float32, "portable"),
+    **{f"float32 {isa}": (torch.float32, isa) for isa in FAST_CPU_ISAS},
+    "bfloat16": (torch.bfloat16, "auto"),
+    "float16": (torch.float16, "auto"),
 }
-NEEDS_AVX2 = pytest.mark.skipif(not _C.cpu_fast_path_available(),
-                                reason="this CPU has no AVX2/FMA fast path")
 
 
 def path_params(names):
-    return [pytest.param(n, marks=NEEDS_AVX2) if n == "float32 avx2" else n for n in names]
+    return list(names)
 
 
 @contextlib.contextmanager
 def on_path(name):
-    """Runs a block on one CPU path (the fast path switch restored after)."""
-    _, fast = PATHS[name]
-    _C.set_cpu_fast_path_enabled(fast)
-    try:
-        yield PATHS[name][0]
-    finally:
-        _C.set_cpu_fast_path_enabled(True)
+    """Runs a block on one CPU path (the kernel set restored after)."""
+    dtype, isa = PATHS[name]
+    with cpu_isa(isa):
+        yield dtype
 
 
 # (input shape, weight shape, options): padding, stride, dilation, groups, an odd width (the
@@ -77,7 +75,7 @@ def macs(input_shape, weight_shape, options):
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_geometries_are_large_enough_for_the_avx2_path(geometry):
+def test_geometries_are_large_enough_for_the_fast_path(geometry):
     assert macs(*GEOMETRIES[geometry]) >= FAST_PATH_MIN_MACS
 
 
@@ -123,7 +121,7 @@ def assert_same_specials(ours, expected, what):
 
 def assert_finite_parts_close(ours, expected, dtype):
     # Wherever both are finite, the numbers themselves agree (half types: loosely).
-    tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2}[dtype]
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}[dtype]
     for name, a, e in zip(NAMES, ours, expected):
         finite = torch.isfinite(a) & torch.isfinite(e)
         scale = max(1.0, e[finite].abs().max().item()) if finite.any() else 1.0
