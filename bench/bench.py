@@ -3,6 +3,8 @@
     python bench/bench.py                      # every case, 5 rounds (a few minutes)
     python bench/bench.py --quick              # smoke test of the harness (seconds; noisy)
     python bench/bench.py --cases tutorial,resnet
+    python bench/bench.py --isa avx512,avx2     # two CPU instantiations, each against torch
+    python bench/bench.py --dtype bfloat16      # both sides in bfloat16
 
 For each case: forward, and forward + backward (gradients of input, weight and bias), timed
 interleaved with F.conv2d; GFLOP/s and fraction of the machine's peak; the transient memory of
@@ -29,6 +31,10 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import corr2d_ext  # noqa: E402
+from corr2d_ext import _C  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +75,19 @@ class Case:
             s += f" groups {self.groups}"
         return s
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def macs(self) -> int:
+        return self.flops // 2
+
+    def kernels(self) -> str:
+        """Which CPU kernels our side runs: the selected instantiation, or the portable loops
+        for problems below the fast path's threshold (csrc/cpu/dispatch.cpp)."""
+        return _C.cpu_isa() if self.macs >= _C.cpu_fast_path_min_macs() else "portable"
+
+    def tensors(self, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(t.to(dtype) for t in self._tensors())
+
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.key == "tutorial":
             # The tutorial's image (ones, columns 2:6 black) and edge kernel [[1, -1]]. The bias
             # is not the tutorial's zero so that the correctness check sees it added.
@@ -106,31 +124,41 @@ def tutorial_corr2d_loop(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Correctness first
 
+#: Relative tolerance of the correctness check, by dtype (see _close).
+CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9, torch.bfloat16: 3e-2,
+                   torch.float16: 5e-3}
+
+
 def _close(name: str, what: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
-    """float32 agreement, scaled for long sums.
+    """Agreement with the float64 reference, scaled for long sums.
 
     A weight gradient of a 1024x1024 image sums a million products; summed in a different order
-    the two sides differ by ~1e-5 of the largest value. So: |ours - ref| <= 1e-4 * |ref| +
-    1e-4 * max|ref|. A wrong index or a missed tap gives errors of order max|ref|.
+    the two sides differ by ~1e-5 of the largest value in float32. So: |ours - ref| <= tol *
+    |ref| + tol * max|ref|, tol by dtype (CHECK_TOLERANCE). A wrong index or a missed tap gives
+    errors of order max|ref|.
     """
+    tol = CHECK_TOLERANCE[ours.dtype]
+    ours, ref = ours.double(), ref.double()
     if ours.shape != ref.shape:
         sys.exit(f"bench: ABORT: {name}: {what} has shape {list(ours.shape)}, F.conv2d gives "
                  f"{list(ref.shape)}; not timing a wrong result")
     scale = ref.abs().max().item() if ref.numel() else 0.0
-    atol = 1e-4 * max(scale, 1e-6)
-    if not torch.allclose(ours, ref, rtol=1e-4, atol=atol):
+    atol = tol * max(scale, 1e-6)
+    if not torch.allclose(ours, ref, rtol=tol, atol=atol):
         err = (ours - ref).abs().max().item()
         sys.exit(f"bench: ABORT: {name}: {what} differs from the reference: max |error| = "
-                 f"{err:.3g}, max |reference| = {scale:.3g}, atol = {atol:.3g}, rtol = 1e-4; "
+                 f"{err:.3g}, max |reference| = {scale:.3g}, atol = {atol:.3g}, rtol = {tol}; "
                  f"not timing a wrong result")
 
 
 def check_conv(case: Case, ours, ref, x, w, b) -> torch.Tensor:
-    """Compares forward and the three gradients; returns the upstream gradient gy to time with."""
+    """Compares forward and the three gradients with the reference run in float64 on the same
+    numbers; returns the upstream gradient gy to time with."""
+    leaves64 = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    y_ref = ref(*leaves64)
+    gy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1)).to(x.dtype)
+    grads_ref = torch.autograd.grad(y_ref, leaves64, gy.double())
     leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-    y_ref = ref(*leaves)
-    gy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1))
-    grads_ref = torch.autograd.grad(y_ref, leaves, gy)
     y = ours(*leaves)
     grads = torch.autograd.grad(y, leaves, gy)
     _close(case.key, "forward", y, y_ref)
@@ -151,13 +179,15 @@ class Row:
     fb: dict[str, Timing] | None = None
     flops: int | None = None
     memory: dict[str, Memory] = field(default_factory=dict)  # "ours fwd", "torch f+b", ...
+    kernels: str = ""  # the CPU instantiation our side ran (or "portable")
 
 
-def run_conv(case: Case, rounds: int, min_time: float, measure_memory: bool) -> Row:
+def run_conv(case: Case, rounds: int, min_time: float, measure_memory: bool,
+             dtype=torch.float32) -> Row:
     kw = dict(padding=case.padding, groups=case.groups)
     ours = functools.partial(corr2d_ext.conv2d, **kw)
     ref = functools.partial(F.conv2d, **kw)
-    x, w, b = case.tensors()
+    x, w, b = case.tensors(dtype)
 
     log(f"[{case.key}] {case.problem}: checking against F.conv2d")
     gy = check_conv(case, ours, ref, x, w, b)
@@ -183,7 +213,8 @@ def run_conv(case: Case, rounds: int, min_time: float, measure_memory: bool) -> 
             memory[f"{side} f+b"] = memory_of(
                 lambda f=f: (lambda y: (y, torch.autograd.grad(y, (xg, wg, bg), gy)))(
                     f(xg, wg, bg)))
-    return Row(case.title, case.problem, "F.conv2d", fwd, fb, case.flops, memory)
+    return Row(case.title, case.problem, "F.conv2d", fwd, fb, case.flops, memory,
+               case.kernels())
 
 
 def run_tutorial_extras(rounds: int, min_time: float) -> list[Row]:
@@ -197,7 +228,8 @@ def run_tutorial_extras(rounds: int, min_time: float) -> list[Row]:
     t = interleaved({"ours": ("f(X, K)", {"f": corr2d_ext.corr2d, "X": X, "K": K}),
                      "loop": ("f(X, K)", {"f": tutorial_corr2d_loop, "X": X, "K": K})},
                     rounds, min_time, "tutorial corr2d vs loop")
-    rows.append(Row("tutorial corr2d(X, K)", "2-D 6x8, kernel 1x2", "Python loop", t))
+    rows.append(Row("tutorial corr2d(X, K)", "2-D 6x8, kernel 1x2", "Python loop", t,
+                    kernels="portable"))
 
     log("[tutorial] module path: checking corr2d_ext.Conv2d against nn.Conv2d")
     torch.manual_seed(0)
@@ -210,7 +242,8 @@ def run_tutorial_extras(rounds: int, min_time: float) -> list[Row]:
     t = interleaved({"ours": ("m(x)", {"m": m_ours, "x": x4}),
                      "torch": ("m(x)", {"m": m_ref, "x": x4})},
                     rounds, min_time, "tutorial Conv2d module")
-    rows.append(Row("tutorial Conv2d module", "(1,1,6,8), kernel (1,2)", "nn.Conv2d", t))
+    rows.append(Row("tutorial Conv2d module", "(1,1,6,8), kernel (1,2)", "nn.Conv2d", t,
+                    kernels="portable"))
     return rows
 
 
@@ -234,11 +267,12 @@ def time_table(rows: list[Row]) -> str:
         fo, fr = (v.median for v in r.fwd.values())
         bo, br = ((v.median for v in r.fb.values()) if r.fb else (None, None))
         spread = max(v.spread for t in (r.fwd, r.fb) if t for v in t.values())
-        out.append([r.title, r.problem, r.vs, fmt_time(fo), fmt_time(fr), _fmt_ratio(_ratio(r.fwd)),
-                    fmt_time(bo), fmt_time(br), _fmt_ratio(_ratio(r.fb)), f"{100 * spread:.0f}%"])
-    return md_table(["case", "problem", "vs", "fwd ours", "fwd ref", "fwd ratio",
+        out.append([r.title, r.problem, r.kernels, r.vs, fmt_time(fo), fmt_time(fr),
+                    _fmt_ratio(_ratio(r.fwd)), fmt_time(bo), fmt_time(br),
+                    _fmt_ratio(_ratio(r.fb)), f"{100 * spread:.0f}%"])
+    return md_table(["case", "problem", "our kernels", "vs", "fwd ours", "fwd ref", "fwd ratio",
                      "fwd+bwd ours", "fwd+bwd ref", "fwd+bwd ratio", "spread"], out,
-                    align="lllrrrrrrr")
+                    align="llllrrrrrrr")
 
 
 def rate_table(rows: list[Row], peak: float) -> str:
@@ -279,7 +313,7 @@ def plot(rows: list[Row], path, title: str) -> bool:
         log("matplotlib not importable: no PNG")
         return False
     rows = [r for r in rows if r.vs != "Python loop"]  # a different reference: in the table only
-    labels = [r.title for r in rows]
+    labels = [f"{r.title}\n[{r.kernels}]" for r in rows]
     fwd = [_ratio(r.fwd) for r in rows]
     fb = [_ratio(r.fb) for r in rows]
     xs = range(len(rows))
@@ -321,7 +355,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="machine fp32 peak for the %% columns (default: from /proc/cpuinfo, "
                         "see the stamp)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    p.add_argument("--isa", default="auto",
+                   help="comma-separated CPU kernel sets to run our side on, each against torch "
+                        f"(this machine: {', '.join(_C.cpu_isas())}; default: auto, the best)")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="both sides in this dtype (default float32)")
     args = p.parse_args(argv)
+    isas = [k.strip() for k in args.isa.split(",") if k.strip()]
+    for isa in isas:
+        if isa != "auto" and isa not in _C.cpu_isas():
+            p.error(f"--isa {isa}: this machine runs {', '.join(_C.cpu_isas())} (or auto)")
+    dtype = DTYPES[args.dtype]
 
     chosen = [k.strip() for k in args.cases.split(",") if k.strip()]
     unknown = [k for k in chosen if k not in keys]
@@ -346,13 +390,20 @@ def main(argv: list[str] | None = None) -> None:
     stamp.append(f"- rounds: {rounds} interleaved per side, >= {min_time} s each"
                  + ("  **QUICK RUN: smoke test, numbers not meaningful**" if args.quick else ""))
 
+    stamp.append(f"- dtype: {args.dtype} on both sides; our CPU kernels: "
+                 f"{', '.join(_C.cpu_isa() if i == 'auto' else i for i in isas)} (the "
+                 f"'our kernels' column says which ran each case)")
+
     rows: list[Row] = []
-    for case in CASES:
-        if case.key not in chosen:
-            continue
-        rows.append(run_conv(case, rounds, min_time, not args.no_memory))
-        if case.key == "tutorial":
-            rows.extend(run_tutorial_extras(rounds, min_time))
+    for isa in isas:
+        _C.set_cpu_isa(isa)
+        for case in CASES:
+            if case.key not in chosen:
+                continue
+            rows.append(run_conv(case, rounds, min_time, not args.no_memory, dtype))
+            if case.key == "tutorial" and dtype == torch.float32:
+                rows.extend(run_tutorial_extras(rounds, min_time))
+    _C.set_cpu_isa("auto")
 
     loops = [r for r in rows if r.vs == "Python loop"]
     speedup = ""
@@ -388,6 +439,10 @@ def main(argv: list[str] | None = None) -> None:
     ])
     print(text)
     prefix = "cpu-quick" if args.quick else "cpu"
+    if args.dtype != "float32":
+        prefix += f"-{args.dtype}"
+    if isas != ["auto"]:
+        prefix += "-" + "-".join(isas)
     paths = save(text, f"{prefix}-{date}.md", f"{prefix}-latest.md")
     png = paths[0].parent / f"{prefix}-latest.png"
     if plot(rows, png, f"corr2d_ext / torch, {threads} threads, torch {torch.__version__}, "

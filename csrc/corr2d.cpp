@@ -659,4 +659,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_isa", &corr2d_ext::cpu::selected_isa, "The CPU kernel set calls run now.");
   m.def("set_cpu_isa", &corr2d_ext::cpu::select_isa, pybind11::arg("name"),
         "Test and benchmark hook: run every CPU call on one kernel set ('auto' for the default).");
+  m.def("cpu_fast_path_min_macs", &corr2d_ext::cpu::fast_path_min_macs,
+        "Problems with fewer multiply-adds take the portable CPU kernels.");
 }

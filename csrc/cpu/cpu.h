@@ -21,8 +21,8 @@
 namespace corr2d_ext {
 namespace cpu {
 
-// One instantiation of the fast path. Every dtype (float32, float64, bfloat16, float16); the
-// input gradient at stride 1 only (dispatch sends other strides to the portable kernel).
+// One instantiation of the fast path: every dtype (float32, float64, bfloat16, float16), every
+// geometry.
 struct IsaKernels {
   const char* name;
   bool (*supported)();  // whether this CPU can run it
@@ -68,6 +68,8 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
 std::vector<std::string> available_isas();  // what this CPU can run, best first
 std::string selected_isa();
 void select_isa(const std::string& name);
+// Problems with fewer multiply-adds than this take the portable kernels whatever is selected.
+int64_t fast_path_min_macs();
 
 }  // namespace cpu
 }  // namespace corr2d_ext

@@ -81,9 +81,9 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
 void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
                 const at::Tensor& grad_input) {
   // The fast path correlates grad_output padded with zeros, where a non-finite weight would
-  // make NaN (inf * 0) that F.conv2d's input gradient does not have; it covers stride 1 only.
+  // make NaN (inf * 0) that F.conv2d's input gradient does not have.
   const IsaKernels* k = fast_path_for(g);
-  if (k && g.rows.stride == 1 && g.cols.stride == 1 && weight.isfinite().all().item<bool>())
+  if (k && weight.isfinite().all().item<bool>())
     return k->input_grad(g, grad_output, weight, grad_input);
   portable::input_grad(g, grad_output, weight, grad_input);
 }
@@ -111,6 +111,8 @@ std::string selected_isa() {
 }
 
 void select_isa(const std::string& name) { selected().store(find(name)); }
+
+int64_t fast_path_min_macs() { return kMinFastMacs; }
 
 const Corr2dKernels& kernels() {
   static const Corr2dKernels k{&forward, &input_grad, &weight_grad};

@@ -6,9 +6,9 @@
 //
 // Every correlation is taken in forward form, as a Geometry (corr2d.h): src (N, C_src, H, W)
 // correlated with a weight into dst (N, C_dst, H_out, W_out). The forward op is its own
-// Geometry; the input gradient at stride 1 is the correlation of grad_output with the weight
-// flipped and transposed, a Geometry whose padding may be negative (cropping), built by
-// input_grad_correlation() below.
+// Geometry; the input gradient is, stride phase by stride phase, the correlation of
+// grad_output with a sub-kernel of the weight flipped and transposed, a Geometry whose
+// padding may be negative (cropping), built by input_grad_phases() below.
 #pragma once
 
 #include <cstdint>
@@ -31,10 +31,29 @@ struct WeightLayout {
 };
 WeightLayout forward_weight_layout(const Geometry& g);
 
-// The input gradient at stride 1, as a forward-form correlation of grad_output (the src) into
-// grad_input (the dst): padding dilation * (kernel - 1) - padding, and its weight layout.
-Geometry input_grad_correlation(const Geometry& g);
-WeightLayout input_grad_weight_layout(const Geometry& g);
+// Where dst element (image n, channel d, row y, column x) of a forward-form correlation is
+// written: n * image + d * channel + y * row + x * col + offset. A plain correlation writes a
+// contiguous NCHW tensor; a phase of the input gradient writes every stride-th pixel of one.
+struct DstLayout {
+  int64_t image, channel, row, col, offset;
+};
+DstLayout contiguous_dst_layout(const Geometry& g);
+
+// The input gradient, as forward-form correlations of grad_output (the src) into grad_input
+// (the dst), one per stride phase (as oneDNN's strided backward-data does): the input pixels
+// (i0 + stride * m) of one residue i0 per axis receive grad_output through the taps k with
+// i0 + padding - k * dilation divisible by the stride only, an arithmetic progression of taps,
+// so each phase is a stride-1 correlation with a sub-kernel of about kernel / stride taps and
+// no multiplication by inserted zeros. At stride 1 there is one phase, the whole flipped
+// kernel. A phase with no taps at all (a 1x1 kernel at stride 2, say) receives nothing: its
+// pixels are zero, and `taps` says so.
+struct InputGradPhase {
+  Geometry g;       // stride 1, padding possibly negative (cropping)
+  WeightLayout wl;  // the sub-kernel, flipped and transposed, read in place
+  DstLayout dst;    // every stride-th pixel of grad_input, from the phase's first
+  bool taps;        // false: no tap reaches these pixels
+};
+std::vector<InputGradPhase> input_grad_phases(const Geometry& g);
 
 // The staged rows of one task: for every src channel, `rows` rows, each stored as `stride`
 // phases of `phase_len` elements (all even columns, then all odd ones, for stride 2), so a
@@ -70,7 +89,7 @@ struct SlotTable {
   int full = 0;  // the first `full` slots are whole vectors
 
   SlotTable() = default;
-  SlotTable(const Geometry& g, const Slab& s, int64_t rows);
+  SlotTable(const Geometry& g, const Slab& s, int64_t rows, const DstLayout& dst);
   int size() const { return static_cast<int>(in_off.size()); }
 };
 
@@ -88,7 +107,8 @@ struct CorrelationPlan {
   int ocb;                           // output channels per micro-kernel block
   int64_t dst_rows;                  // of the whole image
 
-  CorrelationPlan(const Geometry& g, int lanes, int64_t elem_bytes, int min_slots);
+  CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes, int64_t elem_bytes,
+                  int min_slots);
   const SlotTable& slots_for(int64_t y0) const {
     return y0 + rows <= dst_rows ? full_slots : last_slots;
   }

@@ -159,7 +159,8 @@ CORR2D_TARGET void forward_tile(const typename V::scalar* in, const int64_t* in_
                                 int64_t channel_stride, const int64_t* tap_off, int64_t taps,
                                 int64_t channels, const typename V::scalar* w,
                                 const typename V::scalar* bias, T* out, const int64_t* out_off,
-                                const int* valid, int64_t out_o_stride, const BlockRun& run) {
+                                const int* valid, int64_t out_o_stride, int64_t out_col,
+                                const BlockRun& run) {
   using S = typename V::scalar;
   using R = typename V::reg;
   for (int64_t b = 0; b < run.blocks; ++b) {
@@ -208,7 +209,17 @@ CORR2D_TARGET void forward_tile(const typename V::scalar* in, const int64_t* in_
     CORR2D_UNROLL
     for (int v = 0; v < NV; ++v) {
       T* o = out + out_off[v] + b * run.out_stride;
-      if (valid[v] == V::lanes) {
+      if (out_col != 1) {
+        // Every stride-th pixel (a phase of the input gradient): one scalar store each,
+        // against the channels x taps of multiply-adds behind it.
+        alignas(64) S tmp[V::lanes];
+        CORR2D_UNROLL
+        for (int j = 0; j < OCB; ++j) {
+          V::store(tmp, acc[j][v]);
+          for (int k = 0; k < valid[v]; ++k)
+            o[j * out_o_stride + k * out_col] = static_cast<T>(tmp[k]);
+        }
+      } else if (valid[v] == V::lanes) {
         CORR2D_UNROLL
         for (int j = 0; j < OCB; ++j) V::template store_to<T>(o + j * out_o_stride, acc[j][v]);
       } else if (valid[v] > 0) {
@@ -230,14 +241,14 @@ template <typename V, typename T, int OCB>
 void forward_slots(const SlotTable& st, const typename V::scalar* slab, int64_t channel_stride,
                    const int64_t* tap_off, int64_t taps, int64_t channels,
                    const typename V::scalar* w, const typename V::scalar* bias, T* out,
-                   int64_t out_plane, const BlockRun& run) {
+                   int64_t out_plane, int64_t out_col, const BlockRun& run) {
   constexpr int NV = forward_vectors<V>(OCB);
   const int n = st.size();
   int first = 0;
   for (; first + NV <= n; first += NV)
     forward_tile<V, T, OCB, NV>(slab, st.in_off.data() + first, channel_stride, tap_off, taps,
                                 channels, w, bias, out, st.out_off.data() + first,
-                                st.valid.data() + first, out_plane, run);
+                                st.valid.data() + first, out_plane, out_col, run);
   if (first < n) {
     int64_t in_off[NV], out_off[NV];
     int valid[NV];
@@ -248,20 +259,22 @@ void forward_slots(const SlotTable& st, const typename V::scalar* slab, int64_t 
       valid[v] = first + v < n ? st.valid[k] : 0;
     }
     forward_tile<V, T, OCB, NV>(slab, in_off, channel_stride, tap_off, taps, channels, w, bias,
-                                out, out_off, valid, out_plane, run);
+                                out, out_off, valid, out_plane, out_col, run);
   }
 }
 
-// dst = correlation of src with the weight (read through `wl`) + bias, in forward form.
+// dst = correlation of src with the weight (read through `wl`) + bias, in forward form,
+// written through `dl`.
 template <typename V, typename T>
-void correlate(const Geometry& g, const WeightLayout& wl, const T* src, const T* w,
-               const T* bias, T* dst) {
+void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, const T* src,
+               const T* w, const T* bias, T* dst) {
   using S = typename V::scalar;
-  const CorrelationPlan plan(g, V::lanes, sizeof(S), min_slots<V>());
+  const CorrelationPlan plan(g, dl, V::lanes, sizeof(S), min_slots<V>());
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
-  const int64_t out_plane = g.output_plane();
+  const int64_t out_plane = dl.channel;
+  const int64_t out_col = dl.col;
   const int64_t chunk = plan.groups_per_stage;
   const bool depthwise = cin == 1 && cout == 1;
   const int64_t cs = plan.slab.channel_stride;
@@ -275,7 +288,7 @@ void correlate(const Geometry& g, const WeightLayout& wl, const T* src, const T*
       const int64_t n = task / plan.blocks_per_image;
       const int64_t y0 = (task % plan.blocks_per_image) * plan.rows;
       const SlotTable& slots = plan.slots_for(y0);
-      T* out_n = dst + g.output_offset(n, 0) + y0 * g.cols.output;
+      T* out_n = dst + n * dl.image + dl.offset + y0 * dl.row;
       if (depthwise) {
         for (int64_t g0 = 0; g0 < g.groups; g0 += chunk) {
           const int64_t g1 = std::min(g.groups, g0 + chunk);
@@ -286,7 +299,7 @@ void correlate(const Geometry& g, const WeightLayout& wl, const T* src, const T*
           }
           const BlockRun run{g1 - g0, cs, taps, 1, out_plane};
           forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, 1, wpack.data(),
-                                 bpack.data(), out_n + g0 * out_plane, out_plane, run);
+                                 bpack.data(), out_n + g0 * out_plane, out_plane, out_col, run);
         }
         continue;
       }
@@ -302,10 +315,10 @@ void correlate(const Geometry& g, const WeightLayout& wl, const T* src, const T*
           const S* wp = wpack.data();
           const S* bp = bpack.data();
           switch (ocb) {
-            case 4: forward_slots<V, T, 4>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
-            case 3: forward_slots<V, T, 3>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
-            case 2: forward_slots<V, T, 2>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
-            default: forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, one); break;
+            case 4: forward_slots<V, T, 4>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
+            case 3: forward_slots<V, T, 3>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
+            case 2: forward_slots<V, T, 2>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
+            default: forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
           }
           d += ocb;
         }
@@ -533,7 +546,8 @@ struct Instantiation {
     by_dtype(input.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
-      correlate<V, T>(g, forward_weight_layout(g), input.const_data_ptr<T>(),
+      correlate<V, T>(g, forward_weight_layout(g), contiguous_dst_layout(g),
+                      input.const_data_ptr<T>(),
                       weight.const_data_ptr<T>(), bias ? bias->const_data_ptr<T>() : nullptr,
                       output.mutable_data_ptr<T>());
     });
@@ -541,12 +555,16 @@ struct Instantiation {
 
   static void input_grad(const Geometry& g, const at::Tensor& grad_output,
                          const at::Tensor& weight, const at::Tensor& grad_input) {
+    const auto phases = input_grad_phases(g);
+    if (std::any_of(phases.begin(), phases.end(), [](const auto& p) { return !p.taps; }))
+      grad_input.zero_();
     by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
-      correlate<V, T>(input_grad_correlation(g), input_grad_weight_layout(g),
-                      grad_output.const_data_ptr<T>(), weight.const_data_ptr<T>(), nullptr,
-                      grad_input.mutable_data_ptr<T>());
+      for (const InputGradPhase& p : phases)
+        if (p.taps)
+          correlate<V, T>(p.g, p.wl, p.dst, grad_output.const_data_ptr<T>(),
+                          weight.const_data_ptr<T>(), nullptr, grad_input.mutable_data_ptr<T>());
     });
   }
 

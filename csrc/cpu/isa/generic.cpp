@@ -4,6 +4,11 @@
 // CI host without AVX-512 or NEON still tests those paths' logic. Built for the baseline
 // target, where the compiler splits the wide vectors: exact, but slow, and never chosen by
 // default.
+// Test instantiations: optimized lightly, since at -O3 this file (three widths, four dtypes)
+// took most of the build's time, and these run only in tests. The arithmetic and its order
+// are the templates' own at any optimization level.
+#pragma GCC optimize("O1")
+
 // The wide vector types change the calling convention of functions that pass them by value;
 // every such function is internal to this file, so the warning about it does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
