@@ -7,7 +7,7 @@ on a machine without AVX-512 or NEON too.
 The geometries reach the fast path's edge cases: right-edge vectors, strides (its phase-split
 staging), dilation, negative effective padding in the input gradient (padding larger than the
 kernel), channel counts that are not multiples of the 4-channel block, depthwise layers, 1x1
-kernels and narrow images.
+kernels, and narrow images (which the fast path stages folded, with vectors across rows).
 """
 
 import pytest
@@ -33,6 +33,11 @@ GEOMETRIES = [
     (4, 24, 20, 7, 7, 1, 1, 1, 0, 1, 1),  # 1x1 on a 7x7 image
     (2, 8, 8, 14, 14, 3, 3, 2, 1, 1, 8),  # depthwise at stride 2
     (2, 16, 16, 12, 12, 3, 3, 1, 1, 1, 4),  # grouped, 4 channels a group
+    # Rows narrower than most of a vector stage folded (vectors across rows; csrc/cpu/plan.h):
+    (2, 8, 12, 14, 14, 3, 3, 2, 1, 1, 1),  # 7x7 output, stride 2: row phases folded
+    (2, 6, 6, 11, 13, 3, 3, 1, 2, 2, 3),  # dilated, grouped, 11x13
+    (3, 4, 4, 9, 9, 3, 3, 1, 1, 1, 4),  # depthwise 9x9
+    (2, 5, 7, 12, 10, 3, 5, (1, 2), (1, 2), 1, 1),  # 10x5 output, column stride 2
 ]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 

@@ -32,14 +32,18 @@ int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // small overhead, as long as one group's staged rows fit in kSlabBytes. Depends on the
 // geometry only: the weight gradient's summation order follows the row blocks, and must not
 // change with the threads.
-int64_t rows_per_task(const Geometry& g, int lanes, int64_t min_slots, int64_t elem_bytes,
-                      int64_t channels) {
+int64_t rows_per_task(const Geometry& g, int lanes, bool folded, int64_t min_slots,
+                      int64_t elem_bytes, int64_t channels) {
   const Axis& rows = g.rows;
-  const int64_t vectors_per_row = div_up(g.cols.output, lanes);
-  const int64_t at_least = std::min(rows.output, div_up(min_slots, vectors_per_row));
+  // Enough rows for min_slots vectors: whole rows of vectors, or (folded) the rows' pixels.
+  const int64_t at_least =
+      std::min(rows.output, folded ? div_up(min_slots * lanes, g.cols.output)
+                                   : div_up(min_slots, div_up(g.cols.output, lanes)));
   const int64_t halo = (rows.kernel - 1) * rows.dilation;
-  const int64_t row_bytes = channels * Slab(g, lanes, 1).row_stride * elem_bytes;
-  if (g.batch >= kWholeImageBatch && Slab(g, lanes, rows.output).rows * row_bytes <= kSlabBytes / 4)
+  const int64_t row_bytes =
+      channels * Slab(g, lanes, 1, folded).elements_per_row(g) * elem_bytes;
+  if (g.batch >= kWholeImageBatch &&
+      Slab(g, lanes, rows.output, folded).rows * row_bytes <= kSlabBytes / 4)
     return rows.output;
   int64_t n = std::min(rows.output, std::max(at_least, 4 * halo));
   while (n > at_least && ((n - 1) * rows.stride + halo + 1) * row_bytes > kSlabBytes) --n;
@@ -117,28 +121,55 @@ std::vector<InputGradPhase> input_grad_phases(const Geometry& g) {
   return phases;
 }
 
-Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows) : lanes(lanes_) {
+bool folds(const Geometry& g, const DstLayout& dst, int lanes) {
+  // Folded vectors run across dst rows, which must then be contiguous in the dst.
+  const int64_t w = g.cols.output;
+  if (dst.col != 1 || dst.row != w) return false;
+  // By rows, a dst row takes round_up(w, lanes) lanes; fold when fewer than 4 in 5 would work.
+  return 5 * w < 4 * round_up(w, lanes);
+}
+
+Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows, bool folded_)
+    : folded(folded_), lanes(lanes_) {
   rows = (dst_rows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1;
   x_alloc = round_up(g.cols.output, lanes);
   // The last vector of the last tap reads index x_alloc - 1 + ((kw - 1) * dw) / sw.
   phase_len = x_alloc + ((g.cols.kernel - 1) * g.cols.dilation) / g.cols.stride + 1;
   row_stride = g.cols.stride * phase_len;
-  channel_stride = rows * row_stride;
+  width = g.cols.output;
+  phase_rows = div_up(rows, g.rows.stride);
+  copy_stride = phase_rows * width;
+  channel_stride = folded ? g.cols.kernel * g.rows.stride * copy_stride : rows * row_stride;
 }
 
 std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s) {
   std::vector<int64_t> off(g.kernel_area());
   for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
     for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
-      const int64_t col = kw * g.cols.dilation;
-      off[kh * g.cols.kernel + kw] = kh * g.rows.dilation * s.row_stride +
-                                     (col % g.cols.stride) * s.phase_len + col / g.cols.stride;
+      const int64_t row = kh * g.rows.dilation, col = kw * g.cols.dilation;
+      off[kh * g.cols.kernel + kw] =
+          s.folded ? (kw * g.rows.stride + row % g.rows.stride) * s.copy_stride +
+                         row / g.rows.stride * s.width
+                   : row * s.row_stride + (col % g.cols.stride) * s.phase_len +
+                         col / g.cols.stride;
     }
   return off;
 }
 
 SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, const DstLayout& dst) {
   const int64_t w = g.cols.output;
+  if (s.folded) {
+    // Vectors of consecutive pixels p = y * w + x of the block, across its rows.
+    const int64_t pixels = rows * w;
+    for (int64_t p = 0; p < pixels; p += s.lanes) {
+      in_off.push_back(p);
+      out_off.push_back(p);
+      gy_off.push_back(p);
+      valid.push_back(static_cast<int>(std::min<int64_t>(s.lanes, pixels - p)));
+      full += p + s.lanes <= pixels;
+    }
+    return;
+  }
   for (int pass = 0; pass < 2; ++pass)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t x0 = 0; x0 < w; x0 += s.lanes) {
@@ -157,12 +188,13 @@ CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int la
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   dst_rows = g.rows.output;
-  rows = rows_per_task(g, lanes, min_slots, elem_bytes, cin);
+  const bool folded = folds(g, dst, lanes);
+  rows = rows_per_task(g, lanes, folded, min_slots, elem_bytes, cin);
   blocks_per_image = div_up(dst_rows, rows);
   tasks = g.batch * blocks_per_image;
   // Every task stages a whole block of rows (the last block's extra rows are staged but never
   // read), so the slab's layout, the tap offsets and the slots are computed once per call.
-  slab = Slab(g, lanes, rows);
+  slab = Slab(g, lanes, rows, folded);
   tap_off = tap_offsets(g, slab);
   full_slots = SlotTable(g, slab, rows, dst);
   last_slots = SlotTable(g, slab, dst_rows - (blocks_per_image - 1) * rows, dst);
@@ -193,7 +225,10 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   oc_blocks = div_up(cout, oc_block);
   weight_blocks = g.groups * oc_blocks * ic_blocks;
 
-  rows = rows_per_task(g, lanes, kWeightGradSlots, elem_bytes, ic_block);
+  // The weight gradient writes no dst: it folds whenever the rows are narrow.
+  const DstLayout unused = contiguous_dst_layout(g);
+  const bool folded = folds(g, unused, lanes);
+  rows = rows_per_task(g, lanes, folded, kWeightGradSlots, elem_bytes, ic_block);
   blocks_per_image = div_up(g.rows.output, rows);
   total_blocks = g.batch * blocks_per_image;
   chunks = std::clamp<int64_t>(div_up(kMinWeightGradTasks, weight_blocks), 1,
@@ -201,10 +236,8 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   blocks_per_chunk = div_up(total_blocks, chunks);
   chunks = div_up(total_blocks, blocks_per_chunk);
 
-  slab = Slab(g, lanes, rows);
+  slab = Slab(g, lanes, rows, folded);
   tap_off = tap_offsets(g, slab);
-  // The weight gradient writes no dst; its slots' out_off go unused.
-  const DstLayout unused = contiguous_dst_layout(g);
   full_slots = SlotTable(g, slab, rows, unused);
   last_slots = SlotTable(g, slab, g.rows.output - (blocks_per_image - 1) * rows, unused);
 }

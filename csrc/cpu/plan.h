@@ -55,25 +55,54 @@ struct InputGradPhase {
 };
 std::vector<InputGradPhase> input_grad_phases(const Geometry& g);
 
-// The staged rows of one task: for every src channel, `rows` rows, each stored as `stride`
-// phases of `phase_len` elements (all even columns, then all odd ones, for stride 2), so a
-// strided read becomes a contiguous vector load. Element (channel c, staged row t, padded
-// column pc) lives at c * channel_stride + t * row_stride + (pc % stride) * phase_len + pc /
-// stride. Zeros wherever the window reaches into padding or past the last column.
+// The staged rows of one task, in one of two layouts.
+//
+// By rows (the default): for every src channel, `rows` rows, each stored as `stride` phases of
+// `phase_len` elements (all even columns, then all odd ones, for stride 2), so a strided read
+// becomes a contiguous vector load. Element (channel c, staged row t, padded column pc) lives at
+// c * channel_stride + t * row_stride + (pc % stride) * phase_len + pc / stride. A vector of
+// dst pixels lies within one dst row.
+//
+// Folded (for dst rows narrower than a few vectors, where most lanes of a row's last vector
+// would idle: 7x7 or 10x10 outputs in 16 lanes): for every src channel and kernel column kw,
+// the staged rows' elements that column kw reads for dst columns 0 .. width - 1, contiguous,
+// phase by row phase (staged row t in phase t % row stride, at index t / row stride). Then
+// tap (kh, kw) of dst pixel p = y * width + x is at a fixed offset from p, so a vector of dst
+// pixels runs across dst rows and only the task's last vector has idle lanes. It stages each
+// src element once per kernel column: kernel width times the rows layout's copying.
+//
+// Both: zeros wherever the window reaches into padding or past the last column.
 struct Slab {
+  bool folded = false;
   int64_t rows;            // src rows staged per channel
-  int64_t phase_len;       // elements per phase
-  int64_t row_stride;      // stride * phase_len
-  int64_t channel_stride;  // rows * row_stride
-  int64_t x_alloc;         // dst columns rounded up to whole vectors
+  int64_t phase_len;       // by rows: elements per column phase
+  int64_t row_stride;      // by rows: stride * phase_len
+  int64_t width;           // folded: dst columns
+  int64_t phase_rows;      // folded: staged rows per row phase
+  int64_t copy_stride;     // folded: elements per (kernel column, row phase)
+  int64_t channel_stride;  // elements per staged channel
+  int64_t x_alloc;         // by rows: dst columns rounded up to whole vectors
   int lanes;
 
   Slab() = default;
-  Slab(const Geometry& g, int lanes, int64_t dst_rows);
+  Slab(const Geometry& g, int lanes, int64_t dst_rows, bool folded);
   // Elements for `channels` staged channels, plus one vector of slack: staging writes whole
-  // vectors and may run past the last row.
+  // vectors and may run past the last row, and the last folded vector reads past it.
   int64_t size(int64_t channels) const { return channels * channel_stride + lanes; }
+  // Elements staged per src row (what bounds a task's rows).
+  int64_t elements_per_row(const Geometry& g) const {
+    return folded ? g.cols.kernel * width : row_stride;
+  }
+  // The weight gradient's staged grad_output: one channel's rows of a task, each `gy_row`
+  // apart, zero past each row's end (by rows) or past the task's last pixel (folded).
+  int64_t gy_row() const { return folded ? width : x_alloc; }
+  int64_t gy_plane(int64_t dst_rows) const {
+    return folded ? round_up(dst_rows * width, lanes) : dst_rows * x_alloc;
+  }
 };
+
+// Whether a correlation writing through `dst` stages folded (see Slab).
+bool folds(const Geometry& g, const DstLayout& dst, int lanes);
 
 // Offset within one staged channel of tap t = kh * kernel_w + kw, for a dst pixel at slab
 // position 0.

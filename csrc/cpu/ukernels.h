@@ -99,6 +99,40 @@ void stage(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0
   const Axis& rows = g.rows;
   const Axis& cols = g.cols;
   const int64_t first_row = y0 * rows.stride - rows.padding;
+  if (s.folded) {
+    // Copy by copy (kernel column, row phase), each row by row, so that stage_row's whole-vector
+    // zeros past a row's end land only on what is staged after them.
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      const T* plane = src + g.input_offset(n, c);
+      S* channel = slab + (c - c_begin) * s.channel_stride;
+      for (int64_t kw = 0; kw < cols.kernel; ++kw)
+        for (int64_t q = 0; q < rows.stride; ++q) {
+          S* copy = channel + (kw * rows.stride + q) * s.copy_stride;
+          // dst column x reads src column x * stride + col0.
+          const int64_t col0 = kw * cols.dilation - cols.padding;
+          for (int64_t m = 0; m < s.phase_rows; ++m) {
+            S* dst = copy + m * s.width;
+            const int64_t r = first_row + m * rows.stride + q;
+            if (r < 0 || r >= rows.input) {
+              for (int64_t x = 0; x < s.width; ++x) dst[x] = S(0);
+              continue;
+            }
+            const T* row = plane + r * cols.input;
+            if (cols.stride == 1) {
+              const int64_t begin = std::clamp<int64_t>(-col0, 0, s.width);
+              const int64_t end = std::clamp<int64_t>(cols.input - col0, begin, s.width);
+              stage_row<V, T>(dst, row + col0, begin, end, s.width);
+            } else {
+              for (int64_t x = 0; x < s.width; ++x) {
+                const int64_t col = x * cols.stride + col0;
+                dst[x] = (col >= 0 && col < cols.input) ? static_cast<S>(row[col]) : S(0);
+              }
+            }
+          }
+        }
+    }
+    return;
+  }
   for (int64_t c = c_begin; c < c_end; ++c) {
     const T* plane = src + g.input_offset(n, c);
     for (int64_t t = 0; t < s.rows; ++t) {
@@ -454,8 +488,8 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
   const int64_t w_numel = g.out_channels * cin * taps;
-  const int64_t gy_row = plan.slab.x_alloc;
-  const int64_t gy_o_stride = plan.rows * gy_row;
+  const int64_t gy_row = plan.slab.gy_row();
+  const int64_t gy_o_stride = plan.slab.gy_plane(plan.rows);
   const int64_t* tap_off = plan.tap_off.data();
   // Chunk partials only when there are several chunks, that is when the weight is small.
   std::vector<S> partial(plan.chunks > 1 ? plan.chunks * w_numel : 0);
@@ -490,6 +524,14 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
             S* to = gy_stage.data() + o * gy_o_stride + r * gy_row;
             for (int64_t x = 0; x < g.cols.output; ++x) to[x] = static_cast<S>(from[x]);
           }
+        if (plan.slab.folded) {
+          // The last vector's lanes past the block's last pixel: zero, not an earlier block's
+          // (possibly non-finite) values.
+          for (int64_t o = 0; o < oc_n; ++o) {
+            S* to = gy_stage.data() + o * gy_o_stride;
+            for (int64_t p = task_rows * gy_row; p < plan.slab.gy_plane(task_rows); ++p) to[p] = S(0);
+          }
+        }
         for (int64_t o = 0; o < oc_n; o += kMaxOcb) {
           const S* gy = gy_stage.data() + o * gy_o_stride;
           for (int64_t i = 0; i < ic_n; ++i) {
