@@ -20,6 +20,10 @@ constexpr int64_t kWeightGradSlots = 48;
 // the weight's size: the bound on the op's scratch, with the slab, per thread.
 constexpr int64_t kLaneBufferBytes = 256 * 1024;
 constexpr int64_t kWeightGradMaxOcBlock = 32;
+// A block of whole small images stages at most this much (it must hold every channel of a
+// group for all its images), and a forward call is cut into at least kMinTasks tasks.
+constexpr int64_t kImageGroupBytes = 2 * 1024 * 1024;
+constexpr int64_t kMinTasks = 16;
 // The weight gradient splits its sum into chunks only while there are fewer weight blocks than
 // this many tasks, and into at most kMaxChunks.
 constexpr int64_t kMinWeightGradTasks = 64;
@@ -129,8 +133,8 @@ bool folds(const Geometry& g, const DstLayout& dst, int lanes) {
   return 5 * w < 4 * round_up(w, lanes);
 }
 
-Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows, bool folded_)
-    : folded(folded_), lanes(lanes_) {
+Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows, bool folded_, int64_t images_)
+    : folded(folded_), images(images_), lanes(lanes_) {
   rows = (dst_rows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1;
   x_alloc = round_up(g.cols.output, lanes);
   // The last vector of the last tap reads index x_alloc - 1 + ((kw - 1) * dw) / sw.
@@ -139,8 +143,39 @@ Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows, bool folded_)
   width = g.cols.output;
   phase_rows = div_up(rows, g.rows.stride);
   copy_stride = phase_rows * width;
-  channel_stride = folded ? g.cols.kernel * g.rows.stride * copy_stride : rows * row_stride;
+  image_stride = folded ? g.cols.kernel * g.rows.stride * copy_stride : rows * row_stride;
+  channel_stride = images * image_stride;
 }
+
+Blocks::Block Blocks::operator[](int64_t b) const {
+  const int64_t group = b / per_image;
+  const int64_t y0 = (b % per_image) * rows;
+  const int64_t n0 = group * images;
+  return {n0, std::min(images, batch - n0), y0, std::min(rows, dst_rows - y0)};
+}
+
+Blocks make_blocks(const Geometry& g, int lanes, bool folded, int64_t min_slots,
+                   int64_t elem_bytes, int64_t channels) {
+  Blocks b;
+  b.batch = g.batch;
+  b.dst_rows = g.rows.output;
+  b.rows = rows_per_task(g, lanes, folded, min_slots, elem_bytes, channels);
+  b.per_image = div_up(b.dst_rows, b.rows);
+  b.images = 1;
+  if (b.per_image == 1) {
+    // Whole images: take enough of them for min_slots vectors, within kImageGroupBytes.
+    const int64_t w = g.cols.output;
+    const int64_t slots = folded ? div_up(b.rows * w, lanes) : b.rows * div_up(w, lanes);
+    const int64_t bytes = channels * Slab(g, lanes, b.rows, folded).image_stride * elem_bytes;
+    b.images = std::clamp<int64_t>(
+        std::min(div_up(min_slots, slots), kImageGroupBytes / std::max<int64_t>(1, bytes)), 1,
+        g.batch);
+  }
+  b.image_groups = div_up(g.batch, b.images);
+  b.count = b.image_groups * b.per_image;
+  return b;
+}
+
 
 std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s) {
   std::vector<int64_t> off(g.kernel_area());
@@ -156,54 +191,62 @@ std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s) {
   return off;
 }
 
-SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, const DstLayout& dst) {
+SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t images,
+                     const DstLayout& dst) {
   const int64_t w = g.cols.output;
-  if (s.folded) {
-    // Vectors of consecutive pixels p = y * w + x of the block, across its rows.
-    const int64_t pixels = rows * w;
-    for (int64_t p = 0; p < pixels; p += s.lanes) {
-      in_off.push_back(p);
-      out_off.push_back(p);
-      gy_off.push_back(p);
-      valid.push_back(static_cast<int>(std::min<int64_t>(s.lanes, pixels - p)));
-      full += p + s.lanes <= pixels;
-    }
-    return;
-  }
+  // Whole vectors first, then the partial ones: (in, out, gy, valid) of each, image by image.
   for (int pass = 0; pass < 2; ++pass)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t x0 = 0; x0 < w; x0 += s.lanes) {
-        const bool whole = x0 + s.lanes <= w;
-        if (whole != (pass == 0)) continue;
-        in_off.push_back(r * g.rows.stride * s.row_stride + x0);
-        out_off.push_back(r * dst.row + x0 * dst.col);
-        gy_off.push_back(r * s.x_alloc + x0);
-        valid.push_back(static_cast<int>(std::min<int64_t>(s.lanes, w - x0)));
+    for (int64_t i = 0; i < images; ++i) {
+      const int64_t in0 = i * s.image_stride, out0 = i * dst.image, gy0 = i * s.gy_plane(rows);
+      const auto add = [&](int64_t in, int64_t out, int64_t gy, int64_t n) {
+        const bool whole = n == s.lanes;
+        if (whole != (pass == 0)) return;
+        in_off.push_back(in0 + in);
+        out_off.push_back(out0 + out);
+        gy_off.push_back(gy0 + gy);
+        valid.push_back(static_cast<int>(n));
         full += whole;
+      };
+      if (s.folded) {
+        // Vectors of consecutive pixels p = y * w + x of the image's rows, across rows.
+        const int64_t pixels = rows * w;
+        for (int64_t p = 0; p < pixels; p += s.lanes)
+          add(p, p, p, std::min<int64_t>(s.lanes, pixels - p));
+      } else {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t x0 = 0; x0 < w; x0 += s.lanes)
+            add(r * g.rows.stride * s.row_stride + x0, r * dst.row + x0 * dst.col,
+                r * s.x_alloc + x0, std::min<int64_t>(s.lanes, w - x0));
       }
+    }
 }
 
+SlotTables::SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const DstLayout& dst)
+    : full(g, s, b.rows, b.images, dst),
+      last_rows(g, s, b.dst_rows - (b.per_image - 1) * b.rows, 1, dst),
+      last_images(g, s, b.rows, b.batch - (b.image_groups - 1) * b.images, dst) {}
+
 CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes,
-                                 int64_t elem_bytes, int min_slots) {
+                                 int64_t elem_bytes, int min_slots)
+    : blocks(make_blocks(g, lanes, folds(g, dst, lanes), min_slots, elem_bytes,
+                         g.in_channels_per_group())),
+      slab(g, lanes, blocks.rows, folds(g, dst, lanes), blocks.images),
+      tap_off(tap_offsets(g, slab)),
+      slots(g, slab, blocks, dst) {
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
-  dst_rows = g.rows.output;
-  const bool folded = folds(g, dst, lanes);
-  rows = rows_per_task(g, lanes, folded, min_slots, elem_bytes, cin);
-  blocks_per_image = div_up(dst_rows, rows);
-  tasks = g.batch * blocks_per_image;
-  // Every task stages a whole block of rows (the last block's extra rows are staged but never
-  // read), so the slab's layout, the tap offsets and the slots are computed once per call.
-  slab = Slab(g, lanes, rows, folded);
-  tap_off = tap_offsets(g, slab);
-  full_slots = SlotTable(g, slab, rows, dst);
-  last_slots = SlotTable(g, slab, dst_rows - (blocks_per_image - 1) * rows, dst);
+  const bool depthwise = cin == 1 && cout == 1;
   // Output-channel blocks of 4, or of 3 where that divides a group evenly (LeNet's 6).
   ocb = cout % 4 == 0 || cout % 3 != 0 ? 4 : 3;
-  const int64_t macs_per_task = rows * g.cols.output * g.out_channels * cin * g.kernel_area();
+  // Few blocks (small images): split each block's channels so the threads have work.
+  const int64_t most = depthwise ? g.groups : div_up(cout, ocb);
+  pieces = std::clamp<int64_t>(div_up(kMinTasks, blocks.count), 1, most);
+  tasks = blocks.count * pieces;
+  const int64_t macs_per_task = blocks.images * blocks.rows * g.cols.output * g.out_channels *
+                                cin * g.kernel_area() / pieces;
   grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, macs_per_task));
   groups_per_stage = 1;
-  if (cin == 1 && cout == 1) {
+  if (depthwise) {
     const int64_t per_channel = slab.channel_stride * elem_bytes;
     groups_per_stage = std::clamp<int64_t>(kSlabBytes / 4 / per_channel, 1, g.groups);
   }
@@ -228,18 +271,15 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   // The weight gradient writes no dst: it folds whenever the rows are narrow.
   const DstLayout unused = contiguous_dst_layout(g);
   const bool folded = folds(g, unused, lanes);
-  rows = rows_per_task(g, lanes, folded, kWeightGradSlots, elem_bytes, ic_block);
-  blocks_per_image = div_up(g.rows.output, rows);
-  total_blocks = g.batch * blocks_per_image;
+  blocks = make_blocks(g, lanes, folded, kWeightGradSlots, elem_bytes, ic_block);
   chunks = std::clamp<int64_t>(div_up(kMinWeightGradTasks, weight_blocks), 1,
-                               std::min(kMaxChunks, total_blocks));
-  blocks_per_chunk = div_up(total_blocks, chunks);
-  chunks = div_up(total_blocks, blocks_per_chunk);
+                               std::min(kMaxChunks, blocks.count));
+  blocks_per_chunk = div_up(blocks.count, chunks);
+  chunks = div_up(blocks.count, blocks_per_chunk);
 
-  slab = Slab(g, lanes, rows, folded);
+  slab = Slab(g, lanes, blocks.rows, folded, blocks.images);
   tap_off = tap_offsets(g, slab);
-  full_slots = SlotTable(g, slab, rows, unused);
-  last_slots = SlotTable(g, slab, g.rows.output - (blocks_per_image - 1) * rows, unused);
+  slots = SlotTables(g, slab, blocks, unused);
 }
 
 }  // namespace cpu

@@ -82,10 +82,12 @@ struct Slab {
   int64_t copy_stride;     // folded: elements per (kernel column, row phase)
   int64_t channel_stride;  // elements per staged channel
   int64_t x_alloc;         // by rows: dst columns rounded up to whole vectors
+  int64_t image_stride;    // elements per staged image of one channel
+  int64_t images;          // images staged together (small images: see Blocks)
   int lanes;
 
   Slab() = default;
-  Slab(const Geometry& g, int lanes, int64_t dst_rows, bool folded);
+  Slab(const Geometry& g, int lanes, int64_t dst_rows, bool folded, int64_t images = 1);
   // Elements for `channels` staged channels, plus one vector of slack: staging writes whole
   // vectors and may run past the last row, and the last folded vector reads past it.
   int64_t size(int64_t channels) const { return channels * channel_stride + lanes; }
@@ -112,51 +114,85 @@ std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s);
 // r of the task's row block, columns x0 .. x0 + lanes - 1; it reads the slab at in_off[v] and
 // the staged grad_output at gy_off[v], writes dst at out_off[v] from the task's first row,
 // and `valid` of its lanes are real (fewer at the right edge). Whole vectors come first.
+// The sum over images and dst rows, cut into blocks that one task stages and runs at a time:
+// `rows` dst rows of one image, or, for small images, `images` whole images (so that a block has
+// enough vectors to fill the micro-kernel's tiles). Depends on the geometry, lanes and element
+// size only.
+struct Blocks {
+  int64_t rows;          // dst rows per block
+  int64_t per_image;     // row blocks per image (1 when blocks take whole images)
+  int64_t images;        // whole images per block (1 unless per_image == 1)
+  int64_t image_groups;  // blocks along the batch
+  int64_t count;         // image_groups * per_image
+
+  struct Block {
+    int64_t n0, images, y0, rows;
+  };
+  Block operator[](int64_t b) const;
+  int64_t batch, dst_rows;
+};
+Blocks make_blocks(const Geometry& g, int lanes, bool folded, int64_t min_slots,
+                   int64_t elem_bytes, int64_t channels);
+
+// The vectors of `lanes` dst pixels of a block (its "slots"), as offsets: slot v covers dst
+// row r of the block's image i, columns x0 .. x0 + lanes - 1 (or, folded, `lanes` consecutive
+// pixels of the image); it reads the slab at in_off[v] and the staged grad_output at
+// gy_off[v], writes dst at out_off[v] from the block's first pixel, and `valid` of its lanes
+// are real (fewer at the right edge). Whole vectors come first.
 struct SlotTable {
   std::vector<int64_t> in_off, out_off, gy_off;
   std::vector<int> valid;
   int full = 0;  // the first `full` slots are whole vectors
 
   SlotTable() = default;
-  SlotTable(const Geometry& g, const Slab& s, int64_t rows, const DstLayout& dst);
+  SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t images, const DstLayout& dst);
   int size() const { return static_cast<int>(in_off.size()); }
 };
 
-// The forward-form correlation cut into tasks of (image, block of dst rows). Depends on the
-// geometry, the lanes and the element size only.
+// The slot tables of every block shape of a plan: a full block, the last row block of an image
+// (shorter), and the last image group (fewer images). Computed once per call.
+struct SlotTables {
+  SlotTable full, last_rows, last_images;
+  SlotTables() = default;
+  SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const DstLayout& dst);
+  const SlotTable& of(const Blocks::Block& blk, const Blocks& b) const {
+    if (blk.images < b.images) return last_images;
+    return blk.rows < b.rows ? last_rows : full;
+  }
+};
+
+// The forward-form correlation cut into tasks of (block, piece of the dst channels): small
+// images give few blocks, so their channels are split too. Depends on the geometry, the lanes
+// and the element size only.
 struct CorrelationPlan {
-  int64_t rows;              // dst rows per task
-  int64_t blocks_per_image;
-  int64_t tasks;
+  Blocks blocks;
+  int64_t pieces;            // each block's dst channels (depthwise: groups) split this many ways
+  int64_t tasks;             // blocks.count * pieces
   int64_t grain;             // tasks per at::parallel_for grain
   int64_t groups_per_stage;  // depthwise groups staged together
   Slab slab;
   std::vector<int64_t> tap_off;
-  SlotTable full_slots, last_slots;  // a full row block, and the last (shorter) one
-  int ocb;                           // output channels per micro-kernel block
-  int64_t dst_rows;                  // of the whole image
+  SlotTables slots;
+  int ocb;                   // output channels per micro-kernel block
 
   CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes, int64_t elem_bytes,
                   int min_slots);
-  const SlotTable& slots_for(int64_t y0) const {
-    return y0 + rows <= dst_rows ? full_slots : last_slots;
-  }
 };
 
 // The weight gradient: tasks own a block of the weight (output channels x input channels of
-// one group, all taps) and one chunk of the sum over (image, row block). The weight block
-// bounds each task's accumulators; the chunk count is fixed by the geometry (more chunks only
-// when there are too few weight blocks to keep the threads busy), and chunk partials are added
-// in chunk order, so the result is bitwise the same for any thread count.
+// one group, all taps) and one chunk of the blocks of the sum over (image, row). The weight
+// block bounds each task's accumulators; the chunk count is fixed by the geometry (more chunks
+// only when there are too few weight blocks to keep the threads busy), and chunk partials are
+// added in chunk order, so the result is bitwise the same for any thread count.
 struct WeightGradPlan {
-  int64_t rows, blocks_per_image, total_blocks;
+  Blocks blocks;
   int64_t oc_block, ic_block;    // channels of a weight block
   int64_t oc_blocks, ic_blocks;  // weight blocks per group, along each
   int64_t weight_blocks;         // in all groups
   int64_t chunks, blocks_per_chunk;
   Slab slab;
   std::vector<int64_t> tap_off;
-  SlotTable full_slots, last_slots;
+  SlotTables slots;
 
   WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes);
   int64_t tasks() const { return weight_blocks * chunks; }

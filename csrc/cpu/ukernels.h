@@ -93,8 +93,24 @@ CORR2D_TARGET __attribute__((optimize("no-tree-loop-distribute-patterns"))) void
 // vector). A task stages one group (or a few depthwise channels, or one weight-gradient block)
 // at a time, so the slab stays in L2 however many channels the layer has.
 template <typename V, typename T>
-void stage(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
+void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
+                 int64_t c_begin, int64_t c_end, typename V::scalar* slab);
+
+// The rows of `images` images from n0 (a block; see Blocks), image i at i * image_stride of
+// each staged channel. In memory order (channel, then image), so that the whole-vector zeros
+// stage_row writes past a row's end land only on what is staged after them.
+template <typename V, typename T>
+void stage(const Geometry& g, const Slab& s, const T* src, const Blocks::Block& blk,
            int64_t c_begin, int64_t c_end, typename V::scalar* slab) {
+  for (int64_t c = c_begin; c < c_end; ++c)
+    for (int64_t i = 0; i < blk.images; ++i)
+      stage_image<V, T>(g, s, src, blk.n0 + i, blk.y0, c, c + 1,
+                        slab + (c - c_begin) * s.channel_stride + i * s.image_stride);
+}
+
+template <typename V, typename T>
+void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
+                 int64_t c_begin, int64_t c_end, typename V::scalar* slab) {
   using S = typename V::scalar;
   const Axis& rows = g.rows;
   const Axis& cols = g.cols;
@@ -319,14 +335,16 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
     std::vector<S> wpack((depthwise ? chunk : kMaxOcb) * cin * taps);
     std::vector<S> bpack(depthwise ? chunk : kMaxOcb);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / plan.blocks_per_image;
-      const int64_t y0 = (task % plan.blocks_per_image) * plan.rows;
-      const SlotTable& slots = plan.slots_for(y0);
-      T* out_n = dst + n * dl.image + dl.offset + y0 * dl.row;
+      const Blocks::Block blk = plan.blocks[task / plan.pieces];
+      const int64_t piece = task % plan.pieces;
+      const SlotTable& slots = plan.slots.of(blk, plan.blocks);
+      T* out_n = dst + blk.n0 * dl.image + dl.offset + blk.y0 * dl.row;
       if (depthwise) {
-        for (int64_t g0 = 0; g0 < g.groups; g0 += chunk) {
-          const int64_t g1 = std::min(g.groups, g0 + chunk);
-          stage<V, T>(g, plan.slab, src, n, y0, g0, g1, slab.data());
+        const int64_t first = piece * g.groups / plan.pieces;
+        const int64_t last = (piece + 1) * g.groups / plan.pieces;
+        for (int64_t g0 = first; g0 < last; g0 += chunk) {
+          const int64_t g1 = std::min(last, g0 + chunk);
+          stage<V, T>(g, plan.slab, src, blk, g0, g1, slab.data());
           for (int64_t c = g0; c < g1; ++c) {
             pack_weights(wl, g, w, c, 0, 1, wpack.data() + (c - g0) * taps);
             bpack[c - g0] = bias ? static_cast<S>(bias[c]) : S(0);
@@ -337,11 +355,15 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
         }
         continue;
       }
+      // This piece's dst channels of every group: whole tiles of plan.ocb, the last one short.
+      const int64_t tiles = (cout + plan.ocb - 1) / plan.ocb;
+      const int64_t d_first = piece * tiles / plan.pieces * plan.ocb;
+      const int64_t d_last = std::min(cout, (piece + 1) * tiles / plan.pieces * plan.ocb);
       const BlockRun one{1, 0, 0, 0, 0};
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        stage<V, T>(g, plan.slab, src, n, y0, grp * cin, (grp + 1) * cin, slab.data());
-        for (int64_t d = 0; d < cout;) {
-          const int ocb = static_cast<int>(std::min<int64_t>(plan.ocb, cout - d));
+        stage<V, T>(g, plan.slab, src, blk, grp * cin, (grp + 1) * cin, slab.data());
+        for (int64_t d = d_first; d < d_last;) {
+          const int ocb = static_cast<int>(std::min<int64_t>(plan.ocb, d_last - d));
           pack_weights(wl, g, w, grp, d, ocb, wpack.data());
           const int64_t o0 = grp * cout + d;
           for (int j = 0; j < ocb; ++j) bpack[j] = bias ? static_cast<S>(bias[o0 + j]) : S(0);
@@ -489,7 +511,8 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
   const int64_t taps = g.kernel_area();
   const int64_t w_numel = g.out_channels * cin * taps;
   const int64_t gy_row = plan.slab.gy_row();
-  const int64_t gy_o_stride = plan.slab.gy_plane(plan.rows);
+  const int64_t gy_image = plan.slab.gy_plane(plan.blocks.rows);
+  const int64_t gy_o_stride = plan.blocks.images * gy_image;
   const int64_t* tap_off = plan.tap_off.data();
   // Chunk partials only when there are several chunks, that is when the weight is small.
   std::vector<S> partial(plan.chunks > 1 ? plan.chunks * w_numel : 0);
@@ -509,29 +532,25 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
       const int64_t ic0 = ib * plan.ic_block, ic_n = std::min(plan.ic_block, cin - ic0);
       const int64_t l_o_stride = ic_n * taps * L;
       std::fill(lanes.begin(), lanes.end(), S(0));
-      const int64_t b_end = std::min(plan.total_blocks, (chunk + 1) * plan.blocks_per_chunk);
+      const int64_t b_end = std::min(plan.blocks.count, (chunk + 1) * plan.blocks_per_chunk);
       for (int64_t b = chunk * plan.blocks_per_chunk; b < b_end; ++b) {
-        const int64_t n = b / plan.blocks_per_image;
-        const int64_t y0 = (b % plan.blocks_per_image) * plan.rows;
-        const int64_t task_rows = std::min(plan.rows, g.rows.output - y0);
-        const SlotTable& ws = task_rows == plan.rows ? plan.full_slots : plan.last_slots;
+        const Blocks::Block blk = plan.blocks[b];
+        const SlotTable& ws = plan.slots.of(blk, plan.blocks);
         const int64_t c_first = g.first_input_channel(grp) + ic0;
-        stage<V, T>(g, plan.slab, input, n, y0, c_first, c_first + ic_n, slab.data());
+        stage<V, T>(g, plan.slab, input, blk, c_first, c_first + ic_n, slab.data());
         for (int64_t o = 0; o < oc_n; ++o)
-          for (int64_t r = 0; r < task_rows; ++r) {
-            const T* from = grad_output + g.output_offset(n, grp * cout + oc0 + o) +
-                            (y0 + r) * g.cols.output;
-            S* to = gy_stage.data() + o * gy_o_stride + r * gy_row;
-            for (int64_t x = 0; x < g.cols.output; ++x) to[x] = static_cast<S>(from[x]);
+          for (int64_t i = 0; i < blk.images; ++i) {
+            S* to = gy_stage.data() + o * gy_o_stride + i * gy_image;
+            for (int64_t r = 0; r < blk.rows; ++r) {
+              const T* from = grad_output + g.output_offset(blk.n0 + i, grp * cout + oc0 + o) +
+                              (blk.y0 + r) * g.cols.output;
+              for (int64_t x = 0; x < g.cols.output; ++x) to[r * gy_row + x] = static_cast<S>(from[x]);
+            }
+            // Folded, the last vector's lanes past the block's last pixel: zero, not an
+            // earlier block's (possibly non-finite) values.
+            if (plan.slab.folded)
+              for (int64_t p = blk.rows * gy_row; p < plan.slab.gy_plane(blk.rows); ++p) to[p] = S(0);
           }
-        if (plan.slab.folded) {
-          // The last vector's lanes past the block's last pixel: zero, not an earlier block's
-          // (possibly non-finite) values.
-          for (int64_t o = 0; o < oc_n; ++o) {
-            S* to = gy_stage.data() + o * gy_o_stride;
-            for (int64_t p = task_rows * gy_row; p < plan.slab.gy_plane(task_rows); ++p) to[p] = S(0);
-          }
-        }
         for (int64_t o = 0; o < oc_n; o += kMaxOcb) {
           const S* gy = gy_stage.data() + o * gy_o_stride;
           for (int64_t i = 0; i < ic_n; ++i) {
