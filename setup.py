@@ -68,7 +68,7 @@ if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
     if not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
 
-sources = ["csrc/corr2d.cpp", "csrc/cpu/corr2d_kernel.cpp", "csrc/cpu/corr2d_avx2.cpp"]
+sources = ["csrc/corr2d.cpp", "csrc/autograd.cpp", "csrc/cpu/corr2d_kernel.cpp", "csrc/cpu/corr2d_avx2.cpp"]
 # -fopenmp: at::parallel_for is a header template whose threads are an `omp parallel` compiled
 # into *our* object files; without the flag it silently runs every task on the calling thread.
 # The libgomp.so.1 it links against is the one torch has already loaded (same soname), so

@@ -1,0 +1,447 @@
+// Autograd, forward-mode AD and vmap batching rules of the three ops.
+//
+// Each op is bilinear in its two tensor arguments, so both its derivatives are made of the ops
+// themselves. With y = corr2d(x, w) + b, gx = input_grad(gy, w), gw = weight_grad(x, gy):
+//
+//   reverse (vector-Jacobian)                    forward (Jacobian-vector, tangents t*)
+//   corr2d      dx = input_grad(gy, w)            ty  = corr2d(tx, w) + corr2d(x, tw) + tb
+//               dw = weight_grad(x, gy)
+//               db = sum of gy over (N, H, W)
+//   input_grad  d(gy) = corr2d(ggx, w)            tgx = input_grad(tgy, w) + input_grad(gy, tw)
+//               dw    = weight_grad(ggx, gy)
+//   weight_grad dx    = input_grad(gy, ggw)       tgw = weight_grad(tx, gy) + weight_grad(x, tgy)
+//               d(gy) = corr2d(x, ggw)
+//
+// Every derivative calls the ops through the dispatcher, so it is differentiable again, in
+// either mode: double backward, forward-over-reverse (Hessian-vector products) and every higher
+// order need no further kernel.
+//
+// Why a hand-written autograd::Node rather than torch::autograd::Function: functorch refuses a
+// C++ autograd::Function under its transforms (grad, vjp, jacrev, vmap of grad), while kernels
+// at the Autograd key written the way PyTorch's generated VariableType code is written (a Node
+// subclass, collect_next_edges, set_history, SavedVariable, and the forward gradient set on the
+// result with _set_fw_grad) are ordinary kernels to it: functorch's grad and jvp wrap and
+// unwrap the tensors around them level by level, as for any built-in op. It is also cheaper in
+// eager mode than autograd::Function (no AutogradContext, no saved_data dictionary).
+//
+// vmap: the batching rules below, at the FuncTorchBatched key, fold the vmapped dimension into
+// the batch (a batch of inputs) or into the groups (a batch of weights, or of both), so a vmapped
+// call is one call of our kernels rather than the per-sample fallback.
+#include <algorithm>
+#include <array>
+
+#include <ATen/functorch/BatchedTensorImpl.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/saved_variable.h>
+#include <torch/library.h>
+
+#include "dispatch.h"
+
+namespace corr2d_ext {
+
+using at::IntArrayRef;
+using at::Tensor;
+using torch::autograd::Node;
+using torch::autograd::SavedVariable;
+using torch::autograd::variable_list;
+
+namespace {
+
+// stride, padding, dilation, groups. Copied only after the op has run its argument check,
+// which guarantees two values each.
+struct Params {
+  std::array<int64_t, 2> stride, padding, dilation;
+  int64_t groups;
+
+  Params(IntArrayRef s, IntArrayRef p, IntArrayRef d, int64_t g)
+      : stride{s[0], s[1]}, padding{p[0], p[1]}, dilation{d[0], d[1]}, groups(g) {}
+};
+
+c10::SymIntArrayRef spatial_sizes(const Tensor& t) { return t.sym_sizes().slice(2, 2); }
+
+Tensor corr2d_call(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
+                   const Params& p) {
+  return corr2d_op().call(x, w, b, p.stride, p.padding, p.dilation, p.groups);
+}
+Tensor input_grad_call(const Tensor& gy, const Tensor& w, c10::SymIntArrayRef input_size,
+                       const Params& p) {
+  return input_grad_op().call(gy, w, input_size, p.stride, p.padding, p.dilation, p.groups);
+}
+Tensor weight_grad_call(const Tensor& x, const Tensor& gy, c10::SymIntArrayRef kernel_size,
+                        const Params& p) {
+  return weight_grad_op().call(x, gy, kernel_size, p.stride, p.padding, p.dilation, p.groups);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reverse mode: one Node per op, holding the two tensor arguments (each op's derivative needs
+// both) and the geometry.
+
+struct Corr2dBackward final : Node {
+  SavedVariable input_, weight_;
+  Params p;
+
+  explicit Corr2dBackward(const Params& params) : p(params) {}
+  std::string name() const override { return "Corr2dBackward"; }
+  void release_variables() override {
+    input_.reset_data();
+    weight_.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(3);
+    const Tensor& gy = grads[0];
+    if (!gy.defined()) return out;
+    const Tensor input = input_.unpack();
+    const Tensor weight = weight_.unpack();
+    // F.conv2d's gradients take the format of its (input, weight) pair, whatever gy's.
+    const auto format = result_format(input, weight);
+    if (task_should_compute_output(0))
+      out[0] = input_grad_call(gy, weight, spatial_sizes(input), p).contiguous(format);
+    if (task_should_compute_output(1))
+      out[1] = weight_grad_call(input, gy, spatial_sizes(weight), p).contiguous(format);
+    if (task_should_compute_output(2)) out[2] = gy.sum({0, 2, 3});
+    return out;
+  }
+};
+
+struct InputGradBackward final : Node {
+  SavedVariable grad_output_, weight_;
+  Params p;
+
+  explicit InputGradBackward(const Params& params) : p(params) {}
+  std::string name() const override { return "Corr2dInputGradBackward"; }
+  void release_variables() override {
+    grad_output_.reset_data();
+    weight_.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(2);
+    const Tensor& ggx = grads[0];
+    if (!ggx.defined()) return out;
+    const Tensor grad_output = grad_output_.unpack();
+    const Tensor weight = weight_.unpack();
+    if (task_should_compute_output(0)) out[0] = corr2d_call(ggx, weight, std::nullopt, p);
+    if (task_should_compute_output(1))
+      out[1] = weight_grad_call(ggx, grad_output, spatial_sizes(weight), p);
+    return out;
+  }
+};
+
+struct WeightGradBackward final : Node {
+  SavedVariable input_, grad_output_;
+  Params p;
+
+  explicit WeightGradBackward(const Params& params) : p(params) {}
+  std::string name() const override { return "Corr2dWeightGradBackward"; }
+  void release_variables() override {
+    input_.reset_data();
+    grad_output_.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(2);
+    const Tensor& ggw = grads[0];
+    if (!ggw.defined()) return out;
+    const Tensor input = input_.unpack();
+    const Tensor grad_output = grad_output_.unpack();
+    if (task_should_compute_output(0))
+      out[0] = input_grad_call(grad_output, ggw, spatial_sizes(input), p);
+    if (task_should_compute_output(1)) out[1] = corr2d_call(input, ggw, std::nullopt, p);
+    return out;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// The Autograd-key kernels. With nothing to differentiate (grad mode off or nothing requiring
+// grad, and no forward tangent), they cost one check and the call below autograd: a node and
+// its saved variables cost microseconds, as much as the whole correlation of a small image.
+
+bool requires_grad(std::initializer_list<const Tensor*> ts) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const Tensor* t : ts)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+// Forward mode: the tangent at level 0 (functorch's jvp gives each of its levels its own
+// wrapper, each with its own level 0, as for built-in ops).
+bool has_tangent(const Tensor& t) { return t.defined() && t._fw_grad(/*level=*/0).defined(); }
+bool any_tangent(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts)
+    if (has_tangent(*t)) return true;
+  return false;
+}
+// The tangent formulas take primals: a dual argument there would give the tangent a tangent of
+// its own at the same level.
+Tensor primal(const Tensor& t) { return has_tangent(t) ? t._fw_primal(/*level=*/0) : t; }
+const Tensor& tangent(const Tensor& t) {
+  static const Tensor undefined;
+  return t.defined() ? t._fw_grad(/*level=*/0) : undefined;
+}
+// a + b where either may be undefined (no tangent).
+Tensor add_defined(Tensor a, const Tensor& b) {
+  if (!a.defined()) return b;
+  if (!b.defined()) return a;
+  return a.add(b);
+}
+
+Tensor corr2d_autograd(const Tensor& input, const Tensor& weight,
+                       const std::optional<Tensor>& bias, IntArrayRef stride, IntArrayRef padding,
+                       IntArrayRef dilation, int64_t groups) {
+  static const Tensor undefined;
+  const Tensor& b = bias.has_value() ? *bias : undefined;
+  const bool graph = requires_grad({&input, &weight, &b});
+  const bool forward_ad = any_tangent({&input, &weight, &b});
+  Tensor output;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    output = corr2d_op().call(input, weight, bias, stride, padding, dilation, groups);
+  }
+  if (!graph && !forward_ad) return output;
+  const Params p(stride, padding, dilation, groups);
+  if (graph) {
+    auto node = c10::make_intrusive<Corr2dBackward>(p);
+    node->set_next_edges(torch::autograd::collect_next_edges(input, weight, b));
+    node->input_ = SavedVariable(input, /*is_output=*/false);
+    node->weight_ = SavedVariable(weight, /*is_output=*/false);
+    torch::autograd::set_history(output, node);
+  }
+  if (forward_ad) {
+    const Tensor &tx = tangent(input), &tw = tangent(weight), &tb = tangent(b);
+    Tensor t;
+    if (tx.defined()) t = corr2d_call(tx, primal(weight), std::nullopt, p);
+    if (tw.defined()) t = add_defined(t, corr2d_call(primal(input), tw, std::nullopt, p));
+    if (tb.defined()) {
+      const Tensor tb4 = tb.reshape({1, -1, 1, 1});
+      t = t.defined() ? t.add(tb4) : tb4.expand_as(output).contiguous(output.suggest_memory_format());
+    }
+    output._set_fw_grad(t, /*level=*/0, /*is_inplace_op=*/false);
+  }
+  return output;
+}
+
+Tensor input_grad_autograd(const Tensor& grad_output, const Tensor& weight,
+                           c10::SymIntArrayRef input_size, IntArrayRef stride,
+                           IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+  const bool graph = requires_grad({&grad_output, &weight});
+  const bool forward_ad = any_tangent({&grad_output, &weight});
+  Tensor grad_input;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    grad_input = input_grad_op().call(grad_output, weight, input_size, stride, padding, dilation,
+                                      groups);
+  }
+  if (!graph && !forward_ad) return grad_input;
+  const Params p(stride, padding, dilation, groups);
+  if (graph) {
+    auto node =
+        c10::make_intrusive<InputGradBackward>(p);
+    node->set_next_edges(torch::autograd::collect_next_edges(grad_output, weight));
+    node->grad_output_ = SavedVariable(grad_output, /*is_output=*/false);
+    node->weight_ = SavedVariable(weight, /*is_output=*/false);
+    torch::autograd::set_history(grad_input, node);
+  }
+  if (forward_ad) {
+    const Tensor &tgy = tangent(grad_output), &tw = tangent(weight);
+    Tensor t;
+    if (tgy.defined()) t = input_grad_call(tgy, primal(weight), input_size, p);
+    if (tw.defined()) t = add_defined(t, input_grad_call(primal(grad_output), tw, input_size, p));
+    grad_input._set_fw_grad(t, /*level=*/0, /*is_inplace_op=*/false);
+  }
+  return grad_input;
+}
+
+Tensor weight_grad_autograd(const Tensor& input, const Tensor& grad_output,
+                            c10::SymIntArrayRef kernel_size, IntArrayRef stride,
+                            IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+  const bool graph = requires_grad({&input, &grad_output});
+  const bool forward_ad = any_tangent({&input, &grad_output});
+  Tensor grad_weight;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    grad_weight = weight_grad_op().call(input, grad_output, kernel_size, stride, padding,
+                                        dilation, groups);
+  }
+  if (!graph && !forward_ad) return grad_weight;
+  const Params p(stride, padding, dilation, groups);
+  if (graph) {
+    auto node =
+        c10::make_intrusive<WeightGradBackward>(p);
+    node->set_next_edges(torch::autograd::collect_next_edges(input, grad_output));
+    node->input_ = SavedVariable(input, /*is_output=*/false);
+    node->grad_output_ = SavedVariable(grad_output, /*is_output=*/false);
+    torch::autograd::set_history(grad_weight, node);
+  }
+  if (forward_ad) {
+    const Tensor &tx = tangent(input), &tgy = tangent(grad_output);
+    Tensor t;
+    if (tx.defined()) t = weight_grad_call(tx, primal(grad_output), kernel_size, p);
+    if (tgy.defined()) t = add_defined(t, weight_grad_call(primal(input), tgy, kernel_size, p));
+    grad_weight._set_fw_grad(t, /*level=*/0, /*is_inplace_op=*/false);
+  }
+  return grad_weight;
+}
+
+// ---------------------------------------------------------------------------------------------
+// vmap batching rules (FuncTorchBatched key). The vmapped dimension (size B) of the tensors
+// batched at the current level is moved to the front and folded:
+//
+//   only the input batched      into N:       (B, N, C, H, W) -> (B*N, C, H, W)
+//   the weight batched          into groups:  weight (B, O, C/g, kH, kW) -> (B*O, C/g, kH, kW),
+//     (the input too, or not)                 input (N, B*C, H, W) (copied B times if not
+//                                             batched), groups B*g; output (N, B*O, ...)
+//   weight_grad, anything       into groups:  its sum over N must stay per sample
+//
+// so that one call of our kernels computes the whole batch. Each rule first runs the op's
+// argument check on the per-sample shapes (on meta tensors, which cost no memory), so that an
+// error names the shapes the user wrote, not the folded ones.
+
+using at::functorch::makeBatched;
+using at::functorch::maybeGetBatchedImpl;
+
+struct Unwrapped {
+  Tensor value;
+  std::optional<int64_t> bdim;
+};
+
+// The level of the vmap being computed. A batching rule runs only while the innermost
+// functorch layer is a vmap, and no tensor can be batched at a level deeper than that; so the
+// deepest level among the arguments is the current one whenever an argument is batched there.
+// When none is (the arguments are batched only by an outer vmap), treating the deepest as
+// current computes what the inner vmap's plain call followed by the outer vmap's rule would.
+// (functorch's own maybeCurrentDynamicLayer() is declared in a header that needs nlohmann/json,
+// which torch's wheels do not ship.)
+int64_t current_level(std::initializer_list<const Tensor*> ts) {
+  int64_t level = -1;
+  for (const Tensor* t : ts)
+    if (t->defined())
+      if (const auto* impl = maybeGetBatchedImpl(*t)) level = std::max(level, impl->level());
+  return level;
+}
+
+Unwrapped unwrap(const Tensor& t, int64_t level) {
+  const auto* impl = maybeGetBatchedImpl(t);
+  if (impl == nullptr || impl->level() != level) return {t, std::nullopt};
+  return {impl->value(), impl->bdim()};
+}
+
+// The per-sample (logical) tensor as a meta tensor: what the user's function sees.
+Tensor logical_meta(const Unwrapped& u) {
+  auto sizes = u.value.sym_sizes().vec();
+  if (u.bdim) sizes.erase(sizes.begin() + *u.bdim);
+  return at::empty_symint(sizes, u.value.options().device(at::kMeta));
+}
+
+int64_t batch_size(std::initializer_list<const Unwrapped*> us) {
+  for (const Unwrapped* u : us)
+    if (u->bdim) return u->value.size(*u->bdim);
+  return 0;
+}
+
+// (N, B*C, ...) from an unwrapped 4-D-per-sample tensor: its batch moved next to the channels
+// and merged with them; an unbatched one is repeated B times.
+Tensor fold_into_channels(const Unwrapped& u, int64_t B) {
+  if (u.bdim) return u.value.movedim(*u.bdim, 1).flatten(1, 2);
+  const auto& t = u.value;
+  return t.unsqueeze(1).expand({t.size(0), B, t.size(1), t.size(2), t.size(3)}).flatten(1, 2);
+}
+// (B*O, ...) from a batched weight-like tensor (the vmapped dimension first).
+Tensor fold_into_first(const Unwrapped& u) { return u.value.movedim(*u.bdim, 0).flatten(0, 1); }
+
+Tensor corr2d_batched(const Tensor& input, const Tensor& weight,
+                      const std::optional<Tensor>& bias, IntArrayRef stride, IntArrayRef padding,
+                      IntArrayRef dilation, int64_t groups) {
+  c10::impl::ExcludeDispatchKeyGuard guard(c10::DispatchKey::FuncTorchBatched);
+  const int64_t level = current_level({&input, &weight, bias ? &*bias : &input});
+  const Unwrapped x = unwrap(input, level), w = unwrap(weight, level);
+  std::optional<Unwrapped> b;
+  if (bias.has_value()) b = unwrap(*bias, level);
+  const bool b_batched = b.has_value() && b->bdim.has_value();
+  if (!x.bdim && !w.bdim && !b_batched)
+    return corr2d_op().call(x.value, w.value, b ? std::optional<Tensor>(b->value) : std::nullopt,
+                            stride, padding, dilation, groups);
+  corr2d_op().call(logical_meta(x), logical_meta(w),
+                   b ? std::optional<Tensor>(logical_meta(*b)) : std::nullopt, stride, padding,
+                   dilation, groups);
+  const int64_t B = batch_size({&x, &w, b ? &*b : &x});
+  if (w.bdim) {
+    std::optional<Tensor> folded_bias;
+    if (b_batched)
+      folded_bias = fold_into_first(*b);
+    else if (b)
+      folded_bias = b->value.repeat({B});
+    const Tensor y = corr2d_op().call(fold_into_channels(x, B), fold_into_first(w), folded_bias,
+                                      stride, padding, dilation, groups * B);
+    return makeBatched(y.unflatten(1, {B, -1}), 1, level);
+  }
+  // The weight is shared: the input's batch folds into N, and a batched bias is added after.
+  const std::optional<Tensor> shared_bias =
+      b && !b_batched ? std::optional<Tensor>(b->value) : std::nullopt;
+  Tensor y;
+  if (x.bdim)
+    y = corr2d_op()
+            .call(x.value.movedim(*x.bdim, 0).flatten(0, 1), w.value, shared_bias, stride,
+                  padding, dilation, groups)
+            .unflatten(0, {B, -1});
+  else
+    y = corr2d_op().call(x.value, w.value, shared_bias, stride, padding, dilation, groups)
+            .unsqueeze(0);
+  if (b_batched) y = y.add(b->value.movedim(*b->bdim, 0).reshape({B, 1, -1, 1, 1}));
+  return makeBatched(y, 0, level);
+}
+
+Tensor input_grad_batched(const Tensor& grad_output, const Tensor& weight,
+                          c10::SymIntArrayRef input_size, IntArrayRef stride,
+                          IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+  c10::impl::ExcludeDispatchKeyGuard guard(c10::DispatchKey::FuncTorchBatched);
+  const int64_t level = current_level({&grad_output, &weight});
+  const Unwrapped gy = unwrap(grad_output, level), w = unwrap(weight, level);
+  if (!gy.bdim && !w.bdim)
+    return input_grad_op().call(gy.value, w.value, input_size, stride, padding, dilation, groups);
+  input_grad_op().call(logical_meta(gy), logical_meta(w), input_size, stride, padding, dilation,
+                       groups);
+  const int64_t B = batch_size({&gy, &w});
+  if (w.bdim) {
+    const Tensor gx = input_grad_op().call(fold_into_channels(gy, B), fold_into_first(w),
+                                           input_size, stride, padding, dilation, groups * B);
+    return makeBatched(gx.unflatten(1, {B, -1}), 1, level);
+  }
+  const Tensor gx = input_grad_op().call(gy.value.movedim(*gy.bdim, 0).flatten(0, 1), w.value,
+                                         input_size, stride, padding, dilation, groups);
+  return makeBatched(gx.unflatten(0, {B, -1}), 0, level);
+}
+
+Tensor weight_grad_batched(const Tensor& input, const Tensor& grad_output,
+                           c10::SymIntArrayRef kernel_size, IntArrayRef stride,
+                           IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+  c10::impl::ExcludeDispatchKeyGuard guard(c10::DispatchKey::FuncTorchBatched);
+  const int64_t level = current_level({&input, &grad_output});
+  const Unwrapped x = unwrap(input, level), gy = unwrap(grad_output, level);
+  if (!x.bdim && !gy.bdim)
+    return weight_grad_op().call(x.value, gy.value, kernel_size, stride, padding, dilation,
+                                 groups);
+  weight_grad_op().call(logical_meta(x), logical_meta(gy), kernel_size, stride, padding,
+                        dilation, groups);
+  const int64_t B = batch_size({&x, &gy});
+  const Tensor gw = weight_grad_op().call(fold_into_channels(x, B), fold_into_channels(gy, B),
+                                          kernel_size, stride, padding, dilation, groups * B);
+  return makeBatched(gw.unflatten(0, {B, -1}), 0, level);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(corr2d_ext, Autograd, m) {
+  m.impl("corr2d", &corr2d_autograd);
+  m.impl("corr2d_input_grad", &input_grad_autograd);
+  m.impl("corr2d_weight_grad", &weight_grad_autograd);
+}
+
+TORCH_LIBRARY_IMPL(corr2d_ext, FuncTorchBatched, m) {
+  m.impl("corr2d", &corr2d_batched);
+  m.impl("corr2d_input_grad", &input_grad_batched);
+  m.impl("corr2d_weight_grad", &weight_grad_batched);
+}
+
+}  // namespace corr2d_ext
