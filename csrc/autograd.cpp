@@ -430,7 +430,34 @@ Tensor weight_grad_batched(const Tensor& input, const Tensor& grad_output,
   return makeBatched(gw.unflatten(0, {B, -1}), 0, level);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The tutorial's call, corr2d(X, K) on one 2-D image and one 2-D kernel: views to (1, 1, H, W)
+// and back around corr2d. Composite (CompositeImplicitAutograd), so autograd, functorch,
+// torch.compile and export see corr2d itself. It exists because on a 6x8 image the views and
+// the list arguments, made in Python, cost as much as the correlation: here they are a few
+// hundred nanoseconds. corr2d_ext.corr2d checks the arguments first, with its own messages.
+
+Tensor corr2d_2d(const Tensor& X, const Tensor& K) {
+  TORCH_CHECK(X.dim() == 2 && K.dim() == 2, "corr2d_2d: expected a 2-D image and a 2-D kernel, "
+              "but got X of size ", X.sym_sizes(), " and K of size ", K.sym_sizes());
+  static const std::array<int64_t, 2> ones{1, 1}, zeros{0, 0};
+  const auto x = X.sym_sizes(), k = K.sym_sizes();
+  const Tensor Y = corr2d_op().call(X.view_symint({1, 1, x[0], x[1]}),
+                                    K.view_symint({1, 1, k[0], k[1]}), std::nullopt, ones, zeros,
+                                    ones, 1);
+  const auto y = Y.sym_sizes();
+  return Y.view_symint({y[2], y[3]});
+}
+
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(corr2d_ext, m) {
+  m.def("corr2d_2d(Tensor X, Tensor K) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(corr2d_ext, CompositeImplicitAutograd, m) {
+  m.impl("corr2d_2d", &corr2d_2d);
+}
 
 TORCH_LIBRARY_IMPL(corr2d_ext, Autograd, m) {
   m.impl("corr2d", &corr2d_autograd);
