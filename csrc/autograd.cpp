@@ -466,6 +466,10 @@ TORCH_LIBRARY_IMPL(corr2d_ext, Autograd, m) {
 }
 
 TORCH_LIBRARY_IMPL(corr2d_ext, FuncTorchBatched, m) {
+  // vmap does not decompose composite ops by itself (functorch lists its own decompositions):
+  // running the composite here, on the batched tensors, sends its views and corr2d to their
+  // batching rules.
+  m.impl("corr2d_2d", &corr2d_2d);
   m.impl("corr2d", &corr2d_batched);
   m.impl("corr2d_input_grad", &input_grad_batched);
   m.impl("corr2d_weight_grad", &weight_grad_batched);

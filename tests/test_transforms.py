@@ -339,3 +339,36 @@ def test_compiled_grad_fullgraph(rng):
     ref = lambda w, b: F.conv2d(x, w, b, padding=1).sin().sum()
     compiled = torch.compile(grad(loss, argnums=(0, 1)), fullgraph=True, backend="aot_eager")
     assert_close(compiled(w, b), grad(ref, argnums=(0, 1))(w, b))
+
+
+# The tutorial's corr2d(X, K) on 2-D tensors -------------------------------------------------
+
+
+def _tutorial_ref(X, K):
+    return F.conv2d(X[None, None], K[None, None])[0, 0]
+
+
+def test_tutorial_corr2d_under_transforms(rng, no_vmap_fallback):
+    """corr2d(X, K) (the composite 2-D op): grad in each argument, jvp, and vmap over images,
+    over kernels and over both."""
+    X, K = randn((6, 8), rng), randn((2, 3), rng)
+    f = lambda X, K: corr2d_ext.corr2d(X, K).sin().sum()
+    g = lambda X, K: _tutorial_ref(X, K).sin().sum()
+    assert_close(grad(f, argnums=(0, 1))(X, K), grad(g, argnums=(0, 1))(X, K))
+    tangents = (randn((6, 8), rng), randn((2, 3), rng))
+    assert_close(jvp(corr2d_ext.corr2d, (X, K), tangents), jvp(_tutorial_ref, (X, K), tangents))
+    Xs, Ks = randn((4, 6, 8), rng), randn((4, 2, 3), rng)
+    for in_dims, args in (((0, None), (Xs, K)), ((None, 0), (X, Ks)), ((0, 0), (Xs, Ks))):
+        assert_close(vmap(corr2d_ext.corr2d, in_dims)(*args), vmap(_tutorial_ref, in_dims)(*args))
+
+
+def test_graph_nodes_are_ours(rng):
+    """The eager graph records our Nodes (not a torch::autograd::Function's CppNode)."""
+    x = randn((1, 2, 5, 5), rng).requires_grad_()
+    w = randn((3, 2, 3, 3), rng).requires_grad_()
+    y = corr2d_ext.conv2d(x, w)
+    assert y.grad_fn.name() == "Corr2dBackward"
+    (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    assert gx.grad_fn.name() == "Corr2dInputGradBackward"
+    (gw,) = torch.autograd.grad(y.sum(), w, create_graph=True)
+    assert gw.grad_fn.name() == "Corr2dWeightGradBackward"
