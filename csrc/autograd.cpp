@@ -215,7 +215,9 @@ Tensor corr2d_autograd(const Tensor& input, const Tensor& weight,
     if (tw.defined()) t = add_defined(t, corr2d_call(primal(input), tw, std::nullopt, p));
     if (tb.defined()) {
       const Tensor tb4 = tb.reshape({1, -1, 1, 1});
-      t = t.defined() ? t.add(tb4) : tb4.expand_as(output).contiguous(output.suggest_memory_format());
+      // Alone, the bias tangent is broadcast to a full tensor: a tangent has its primal's size.
+      t = t.defined() ? t.add(tb4)
+                      : tb4.expand_as(output).contiguous(output.suggest_memory_format());
     }
     output._set_fw_grad(t, /*level=*/0, /*is_inplace_op=*/false);
   }
@@ -294,9 +296,10 @@ Tensor weight_grad_autograd(const Tensor& input, const Tensor& grad_output,
 //                                             batched), groups B*g; output (N, B*O, ...)
 //   weight_grad, anything       into groups:  its sum over N must stay per sample
 //
-// so that one call of our kernels computes the whole batch. Each rule first runs the op's
-// argument check on the per-sample shapes (on meta tensors, which cost no memory), so that an
-// error names the shapes the user wrote, not the folded ones.
+// so that one call of our kernels computes the whole batch. Each rule first runs the op on the
+// per-sample shapes as meta tensors (no memory, no arithmetic): its argument check then names
+// the shapes the user wrote, not the folded ones, and its result gives the per-sample sizes
+// to unfold into (a -1 could not be inferred for an empty result).
 
 using at::functorch::makeBatched;
 using at::functorch::maybeGetBatchedImpl;
@@ -340,6 +343,11 @@ int64_t batch_size(std::initializer_list<const Unwrapped*> us) {
   return 0;
 }
 
+// The inverse of a fold: dimension dim of size B*S as (B, S), S read from the per-sample result.
+Tensor unfold(const Tensor& t, int64_t dim, int64_t B, const Tensor& per_sample) {
+  return t.unflatten_symint(dim, {c10::SymInt(B), per_sample.sym_size(dim)});
+}
+
 // (N, B*C, ...) from an unwrapped 4-D-per-sample tensor: its batch moved next to the channels
 // and merged with them; an unbatched one is repeated B times.
 Tensor fold_into_channels(const Unwrapped& u, int64_t B) {
@@ -362,9 +370,9 @@ Tensor corr2d_batched(const Tensor& input, const Tensor& weight,
   if (!x.bdim && !w.bdim && !b_batched)
     return corr2d_op().call(x.value, w.value, b ? std::optional<Tensor>(b->value) : std::nullopt,
                             stride, padding, dilation, groups);
-  corr2d_op().call(logical_meta(x), logical_meta(w),
-                   b ? std::optional<Tensor>(logical_meta(*b)) : std::nullopt, stride, padding,
-                   dilation, groups);
+  const Tensor per_sample = corr2d_op().call(
+      logical_meta(x), logical_meta(w), b ? std::optional<Tensor>(logical_meta(*b)) : std::nullopt,
+      stride, padding, dilation, groups);
   const int64_t B = batch_size({&x, &w, b ? &*b : &x});
   if (w.bdim) {
     std::optional<Tensor> folded_bias;
@@ -374,17 +382,16 @@ Tensor corr2d_batched(const Tensor& input, const Tensor& weight,
       folded_bias = b->value.repeat({B});
     const Tensor y = corr2d_op().call(fold_into_channels(x, B), fold_into_first(w), folded_bias,
                                       stride, padding, dilation, groups * B);
-    return makeBatched(y.unflatten(1, {B, -1}), 1, level);
+    return makeBatched(unfold(y, 1, B, per_sample), 1, level);
   }
   // The weight is shared: the input's batch folds into N, and a batched bias is added after.
   const std::optional<Tensor> shared_bias =
       b && !b_batched ? std::optional<Tensor>(b->value) : std::nullopt;
   Tensor y;
   if (x.bdim)
-    y = corr2d_op()
-            .call(x.value.movedim(*x.bdim, 0).flatten(0, 1), w.value, shared_bias, stride,
-                  padding, dilation, groups)
-            .unflatten(0, {B, -1});
+    y = unfold(corr2d_op().call(x.value.movedim(*x.bdim, 0).flatten(0, 1), w.value, shared_bias,
+                                stride, padding, dilation, groups),
+               0, B, per_sample);
   else
     y = corr2d_op().call(x.value, w.value, shared_bias, stride, padding, dilation, groups)
             .unsqueeze(0);
@@ -400,17 +407,17 @@ Tensor input_grad_batched(const Tensor& grad_output, const Tensor& weight,
   const Unwrapped gy = unwrap(grad_output, level), w = unwrap(weight, level);
   if (!gy.bdim && !w.bdim)
     return input_grad_op().call(gy.value, w.value, input_size, stride, padding, dilation, groups);
-  input_grad_op().call(logical_meta(gy), logical_meta(w), input_size, stride, padding, dilation,
-                       groups);
+  const Tensor per_sample = input_grad_op().call(logical_meta(gy), logical_meta(w), input_size,
+                                                 stride, padding, dilation, groups);
   const int64_t B = batch_size({&gy, &w});
   if (w.bdim) {
     const Tensor gx = input_grad_op().call(fold_into_channels(gy, B), fold_into_first(w),
                                            input_size, stride, padding, dilation, groups * B);
-    return makeBatched(gx.unflatten(1, {B, -1}), 1, level);
+    return makeBatched(unfold(gx, 1, B, per_sample), 1, level);
   }
   const Tensor gx = input_grad_op().call(gy.value.movedim(*gy.bdim, 0).flatten(0, 1), w.value,
                                          input_size, stride, padding, dilation, groups);
-  return makeBatched(gx.unflatten(0, {B, -1}), 0, level);
+  return makeBatched(unfold(gx, 0, B, per_sample), 0, level);
 }
 
 Tensor weight_grad_batched(const Tensor& input, const Tensor& grad_output,
@@ -422,12 +429,12 @@ Tensor weight_grad_batched(const Tensor& input, const Tensor& grad_output,
   if (!x.bdim && !gy.bdim)
     return weight_grad_op().call(x.value, gy.value, kernel_size, stride, padding, dilation,
                                  groups);
-  weight_grad_op().call(logical_meta(x), logical_meta(gy), kernel_size, stride, padding,
-                        dilation, groups);
+  const Tensor per_sample = weight_grad_op().call(logical_meta(x), logical_meta(gy), kernel_size,
+                                                  stride, padding, dilation, groups);
   const int64_t B = batch_size({&x, &gy});
   const Tensor gw = weight_grad_op().call(fold_into_channels(x, B), fold_into_channels(gy, B),
                                           kernel_size, stride, padding, dilation, groups * B);
-  return makeBatched(gw.unflatten(0, {B, -1}), 0, level);
+  return makeBatched(unfold(gw, 0, B, per_sample), 0, level);
 }
 
 // ---------------------------------------------------------------------------------------------

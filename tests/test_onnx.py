@@ -52,7 +52,8 @@ def test_export_writes_conv_nodes_that_onnxruntime_runs(rng, layer):
     proto = _export(model, x)
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
     assert len(convs) == 1, [n.op_type for n in proto.graph.node]
-    assert not [n for n in proto.graph.node if "corr2d" in n.op_type or n.domain.startswith("corr2d")]
+    assert not [n for n in proto.graph.node
+                if "corr2d" in n.op_type or n.domain.startswith("corr2d")]
     conv, layer_ = _attributes(convs[0]), model[0]
     assert conv["strides"] == list(layer_.stride)
     assert conv["dilations"] == list(layer_.dilation)

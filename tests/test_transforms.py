@@ -71,6 +71,12 @@ class Case:
         self.cotangent = randn(self.ours(*self.args).shape, rng)
 
 
+NUM_TENSOR_ARGS = {"corr2d": 3, "corr2d_input_grad": 2, "corr2d_weight_grad": 2}
+# (op, argument index) pairs for the tests that take one argument at a time; a parametrize on
+# "op" overrides the op fixture.
+OP_ARGNUMS = [(op, i) for op in OPS for i in range(NUM_TENSOR_ARGS[op])]
+
+
 @pytest.fixture(params=OPS)
 def op(request):
     return request.param
@@ -108,13 +114,11 @@ def nonlinear(f):
 # Forward-mode AD -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["first", "second", "third", "all"])
+@pytest.mark.parametrize("op, which", OP_ARGNUMS + [(op, "all") for op in OPS])
 def test_forward_ad_tangent(case, which):
     """The tangent of the output, with a tangent in one argument or in all of them."""
     n = len(case.args)
-    if which == "third" and n < 3:
-        pytest.skip("the gradient ops have two tensor arguments")
-    chosen = range(n) if which == "all" else [["first", "second", "third"].index(which)]
+    chosen = range(n) if which == "all" else [which]
     results = []
     for f in (case.ours, case.ref):
         with fwAD.dual_level():
@@ -156,10 +160,8 @@ def test_jacfwd(case, argnum):
 # Reverse mode through torch.func --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argnum", [0, 1, 2])
+@pytest.mark.parametrize("op, argnum", OP_ARGNUMS)
 def test_grad(case, argnum):
-    if argnum >= len(case.args):
-        pytest.skip("the gradient ops have two tensor arguments")
     assert_close(grad(nonlinear(case.ours), argnums=argnum)(*case.args),
                  grad(nonlinear(case.ref), argnums=argnum)(*case.args))
 
@@ -235,13 +237,14 @@ IN_DIMS = {
     "all": (0, 0, 0),
     "all, batch dims 1, 2, 0": (1, 2, 0),
 }
+# The gradient ops have two tensor arguments: no "third", and "all" is "first and second".
+VMAP_CASES = [(op, which) for op in OPS for which in IN_DIMS
+              if NUM_TENSOR_ARGS[op] == 3 or which not in ("third", "all")]
 
 
-@pytest.mark.parametrize("which", IN_DIMS)
+@pytest.mark.parametrize("op, which", VMAP_CASES)
 def test_vmap(case, rng, no_vmap_fallback, which):
     in_dims = IN_DIMS[which][: len(case.args)]
-    if all(d is None for d in in_dims):
-        pytest.skip("the gradient ops have two tensor arguments")
     args = _batched(rng, case.args, in_dims)
     assert_close(vmap(case.ours, in_dims)(*args), vmap(case.ref, in_dims)(*args))
 
@@ -372,3 +375,33 @@ def test_graph_nodes_are_ours(rng):
     assert gx.grad_fn.name() == "Corr2dInputGradBackward"
     (gw,) = torch.autograd.grad(y.sum(), w, create_graph=True)
     assert gw.grad_fn.name() == "Corr2dWeightGradBackward"
+
+
+def test_vmap_of_an_empty_batch(rng, no_vmap_fallback):
+    """Each sample with N = 0: the folds must not infer sizes from an empty result."""
+    x, w = randn((3, 0, 4, 5, 5), rng), randn((6, 4, 3, 3), rng)
+    ws = randn((3, 6, 4, 3, 3), rng)
+    for in_dims, args in (((0, None), (x, w)), ((0, 0), (x, ws))):
+        assert_close(vmap(corr2d_ext.conv2d, in_dims)(*args), vmap(F.conv2d, in_dims)(*args))
+
+
+def test_forward_ad_keeps_channels_last(rng):
+    """The tangent takes the output's memory format, as F.conv2d's does."""
+    x = randn((2, 4, 7, 7), rng).to(memory_format=torch.channels_last)
+    w, b = randn((6, 4, 3, 3), rng), randn(6, rng)
+    tx, tb = randn(x.shape, rng).to(memory_format=torch.channels_last), randn(6, rng)
+    results = []
+    for f in (corr2d_ext.conv2d, F.conv2d):
+        with fwAD.dual_level():
+            primal, tangent = fwAD.unpack_dual(f(fwAD.make_dual(x, tx), w, fwAD.make_dual(b, tb)))
+        assert tangent.is_contiguous(memory_format=torch.channels_last)
+        results.append((primal, tangent))
+    assert_close(results[0], results[1])
+
+
+def test_compiled_vmap_fullgraph(rng):
+    """torch.compile(fullgraph=True) of a vmap over inputs and weights together."""
+    x, w = randn((5, 2, 4, 9, 9), rng), randn((5, 8, 2, 3, 3), rng)
+    f = lambda x, w: corr2d_ext.conv2d(x, w, groups=2, stride=2)
+    compiled = torch.compile(vmap(f), backend="aot_eager", fullgraph=True)
+    assert_close(compiled(x, w), vmap(lambda x, w: F.conv2d(x, w, groups=2, stride=2))(x, w))
