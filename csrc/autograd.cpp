@@ -34,6 +34,7 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
+#include <torch/csrc/dynamo/compiled_autograd.h>
 #include <torch/library.h>
 
 #include "dispatch.h"
@@ -77,81 +78,135 @@ Tensor weight_grad_call(const Tensor& x, const Tensor& gy, c10::SymIntArrayRef k
 // Reverse mode: one Node per op, holding the two tensor arguments (each op's derivative needs
 // both) and the geometry.
 
-struct Corr2dBackward final : Node {
-  SavedVariable input_, weight_;
-  Params p;
+// The backward of each op, given its two saved tensors and which gradients are wanted. The Nodes
+// call these, and so does compiled autograd's functional form of the Nodes (below).
+using Wanted = std::array<bool, 3>;
 
-  explicit Corr2dBackward(const Params& params) : p(params) {}
-  std::string name() const override { return "Corr2dBackward"; }
+variable_list corr2d_backward(const Tensor& gy, const Tensor& input, const Tensor& weight,
+                              const Params& p, Wanted wanted) {
+  variable_list out(3);
+  // F.conv2d's gradients take the format of its (input, weight) pair, whatever gy's.
+  const auto format = result_format(input, weight);
+  if (wanted[0]) out[0] = input_grad_call(gy, weight, spatial_sizes(input), p).contiguous(format);
+  if (wanted[1])
+    out[1] = weight_grad_call(input, gy, spatial_sizes(weight), p).contiguous(format);
+  if (wanted[2]) out[2] = gy.sum({0, 2, 3});
+  return out;
+}
+
+variable_list input_grad_backward(const Tensor& ggx, const Tensor& grad_output,
+                                  const Tensor& weight, const Params& p, Wanted wanted) {
+  variable_list out(2);
+  if (wanted[0]) out[0] = corr2d_call(ggx, weight, std::nullopt, p);
+  if (wanted[1]) out[1] = weight_grad_call(ggx, grad_output, spatial_sizes(weight), p);
+  return out;
+}
+
+variable_list weight_grad_backward(const Tensor& ggw, const Tensor& input,
+                                   const Tensor& grad_output, const Params& p, Wanted wanted) {
+  variable_list out(2);
+  if (wanted[0]) out[0] = input_grad_call(grad_output, ggw, spatial_sizes(input), p);
+  if (wanted[1]) out[1] = corr2d_call(input, ggw, std::nullopt, p);
+  return out;
+}
+
+using BackwardFn = variable_list (*)(const Tensor&, const Tensor&, const Tensor&, const Params&,
+                                     Wanted);
+
+// One Node type per op: the two saved tensors and the geometry.
+//
+// Compiled autograd (torch._dynamo.compiled_autograd) caches a traced backward per graph
+// structure: compiled_args() names what the node's backward depends on; apply_with_saved() puts
+// the backward in the traced graph as a call of the functional form below, which the tracer
+// traces through to the three ops (as for PyTorch's own nodes).
+template <BackwardFn backward, int num_edges>
+struct BilinearBackward final : Node {
+  using ivalue_list = std::vector<c10::IValue>;
+  SavedVariable a_, b_;
+  Params p;
+  const char* name_;
+
+  BilinearBackward(const Params& params, const char* name) : p(params), name_(name) {}
+  std::string name() const override { return name_; }
   void release_variables() override {
-    input_.reset_data();
-    weight_.reset_data();
+    a_.reset_data();
+    b_.reset_data();
+  }
+
+  Wanted wanted() const {
+    Wanted w{false, false, false};
+    for (int i = 0; i < num_edges; ++i) w[i] = task_should_compute_output(i);
+    return w;
   }
 
   variable_list apply(variable_list&& grads) override {
-    variable_list out(3);
-    const Tensor& gy = grads[0];
-    if (!gy.defined()) return out;
-    const Tensor input = input_.unpack();
-    const Tensor weight = weight_.unpack();
-    // F.conv2d's gradients take the format of its (input, weight) pair, whatever gy's.
-    const auto format = result_format(input, weight);
-    if (task_should_compute_output(0))
-      out[0] = input_grad_call(gy, weight, spatial_sizes(input), p).contiguous(format);
-    if (task_should_compute_output(1))
-      out[1] = weight_grad_call(input, gy, spatial_sizes(weight), p).contiguous(format);
-    if (task_should_compute_output(2)) out[2] = gy.sum({0, 2, 3});
-    return out;
+    if (!grads[0].defined()) return variable_list(num_edges);
+    return backward(grads[0], a_.unpack(), b_.unpack(), p, wanted());
+  }
+
+  void compiled_args(torch::dynamo::autograd::CompiledNodeArgs& args) const override {
+    args.collect(std::string(name_));
+    args.collect(a_, /*is_output=*/false);
+    args.collect(b_, /*is_output=*/false);
+    for (const auto* values : {&p.stride, &p.padding, &p.dilation})
+      for (int64_t v : *values) args.collect(v);
+    args.collect(p.groups);
+  }
+
+  // The backward as a function of the gradient and packed arguments, for compiled autograd.
+  static variable_list functional(const variable_list& grads, const ivalue_list& packed) {
+    torch::dynamo::autograd::PackedArgs args(packed);
+    const auto a = args.unpack<at::Tensor>();
+    const auto b = args.unpack<at::Tensor>();
+    const auto stride = args.unpack<std::vector<int64_t>>();
+    const auto padding = args.unpack<std::vector<int64_t>>();
+    const auto dilation = args.unpack<std::vector<int64_t>>();
+    const auto groups = args.unpack<int64_t>();
+    const auto wanted = args.unpack<Wanted>();
+    if (!grads[0].defined()) return variable_list(num_edges);
+    return backward(grads[0], a, b, Params(stride, padding, dilation, groups), wanted);
+  }
+
+  variable_list apply_with_saved(const variable_list& grads,
+                                 torch::dynamo::autograd::SwapSavedVariables& saved) override {
+    saved.before(a_);
+    saved.before(b_);
+    torch::dynamo::autograd::PackedArgs args;
+    args.pack(a_.unpack());
+    args.pack(b_.unpack());
+    args.pack(std::vector<int64_t>(p.stride.begin(), p.stride.end()));
+    args.pack(std::vector<int64_t>(p.padding.begin(), p.padding.end()));
+    args.pack(std::vector<int64_t>(p.dilation.begin(), p.dilation.end()));
+    args.pack(p.groups);
+    args.pack(wanted());
+    const auto packed = std::move(args).vec();
+    std::vector<at::TypePtr> schema;
+    for (const auto& v : packed)
+      schema.emplace_back(v.isTensor() ? at::TensorType::get() : v.type());
+    const auto& py = torch::dynamo::autograd::getPyCompilerInterface();
+    // Bound once per process under the node's name (a second binding of a name is an error);
+    // the packed arguments' types are the same for every node of the type.
+    static const std::string fn = py->bind_function(saved.get_py_compiler(), name_, &functional,
+                                                    schema, /*is_custom_function=*/false,
+                                                    /*is_traceable=*/true);
+    const auto metadata = torch::dynamo::autograd::IValuePacker<
+        std::vector<std::optional<torch::autograd::InputMetadata>>>::
+        pack(torch::dynamo::autograd::get_input_metadata(next_edges()));
+    auto results =
+        py->call_function(saved.get_py_compiler(), "apply_functional", fn, grads, packed,
+                          metadata);
+    saved.after(a_);
+    saved.after(b_);
+    return results;
   }
 };
 
-struct InputGradBackward final : Node {
-  SavedVariable grad_output_, weight_;
-  Params p;
-
-  explicit InputGradBackward(const Params& params) : p(params) {}
-  std::string name() const override { return "Corr2dInputGradBackward"; }
-  void release_variables() override {
-    grad_output_.reset_data();
-    weight_.reset_data();
-  }
-
-  variable_list apply(variable_list&& grads) override {
-    variable_list out(2);
-    const Tensor& ggx = grads[0];
-    if (!ggx.defined()) return out;
-    const Tensor grad_output = grad_output_.unpack();
-    const Tensor weight = weight_.unpack();
-    if (task_should_compute_output(0)) out[0] = corr2d_call(ggx, weight, std::nullopt, p);
-    if (task_should_compute_output(1))
-      out[1] = weight_grad_call(ggx, grad_output, spatial_sizes(weight), p);
-    return out;
-  }
-};
-
-struct WeightGradBackward final : Node {
-  SavedVariable input_, grad_output_;
-  Params p;
-
-  explicit WeightGradBackward(const Params& params) : p(params) {}
-  std::string name() const override { return "Corr2dWeightGradBackward"; }
-  void release_variables() override {
-    input_.reset_data();
-    grad_output_.reset_data();
-  }
-
-  variable_list apply(variable_list&& grads) override {
-    variable_list out(2);
-    const Tensor& ggw = grads[0];
-    if (!ggw.defined()) return out;
-    const Tensor input = input_.unpack();
-    const Tensor grad_output = grad_output_.unpack();
-    if (task_should_compute_output(0))
-      out[0] = input_grad_call(grad_output, ggw, spatial_sizes(input), p);
-    if (task_should_compute_output(1)) out[1] = corr2d_call(input, ggw, std::nullopt, p);
-    return out;
-  }
-};
+// y = corr2d(x, w) + b: saves (input, weight); edges to input, weight, bias.
+using Corr2dBackward = BilinearBackward<corr2d_backward, 3>;
+// gx = input_grad(gy, w): saves (grad_output, weight).
+using InputGradBackward = BilinearBackward<input_grad_backward, 2>;
+// gw = weight_grad(x, gy): saves (input, grad_output).
+using WeightGradBackward = BilinearBackward<weight_grad_backward, 2>;
 
 // ---------------------------------------------------------------------------------------------
 // The Autograd-key kernels. With nothing to differentiate (grad mode off or nothing requiring
@@ -202,10 +257,10 @@ Tensor corr2d_autograd(const Tensor& input, const Tensor& weight,
   if (!graph && !forward_ad) return output;
   const Params p(stride, padding, dilation, groups);
   if (graph) {
-    auto node = c10::make_intrusive<Corr2dBackward>(p);
+    auto node = c10::make_intrusive<Corr2dBackward>(p, "Corr2dBackward");
     node->set_next_edges(torch::autograd::collect_next_edges(input, weight, b));
-    node->input_ = SavedVariable(input, /*is_output=*/false);
-    node->weight_ = SavedVariable(weight, /*is_output=*/false);
+    node->a_ = SavedVariable(input, /*is_output=*/false);
+    node->b_ = SavedVariable(weight, /*is_output=*/false);
     torch::autograd::set_history(output, node);
   }
   if (forward_ad) {
@@ -239,10 +294,10 @@ Tensor input_grad_autograd(const Tensor& grad_output, const Tensor& weight,
   const Params p(stride, padding, dilation, groups);
   if (graph) {
     auto node =
-        c10::make_intrusive<InputGradBackward>(p);
+        c10::make_intrusive<InputGradBackward>(p, "Corr2dInputGradBackward");
     node->set_next_edges(torch::autograd::collect_next_edges(grad_output, weight));
-    node->grad_output_ = SavedVariable(grad_output, /*is_output=*/false);
-    node->weight_ = SavedVariable(weight, /*is_output=*/false);
+    node->a_ = SavedVariable(grad_output, /*is_output=*/false);
+    node->b_ = SavedVariable(weight, /*is_output=*/false);
     torch::autograd::set_history(grad_input, node);
   }
   if (forward_ad) {
@@ -270,10 +325,10 @@ Tensor weight_grad_autograd(const Tensor& input, const Tensor& grad_output,
   const Params p(stride, padding, dilation, groups);
   if (graph) {
     auto node =
-        c10::make_intrusive<WeightGradBackward>(p);
+        c10::make_intrusive<WeightGradBackward>(p, "Corr2dWeightGradBackward");
     node->set_next_edges(torch::autograd::collect_next_edges(input, grad_output));
-    node->input_ = SavedVariable(input, /*is_output=*/false);
-    node->grad_output_ = SavedVariable(grad_output, /*is_output=*/false);
+    node->a_ = SavedVariable(input, /*is_output=*/false);
+    node->b_ = SavedVariable(grad_output, /*is_output=*/false);
     torch::autograd::set_history(grad_weight, node);
   }
   if (forward_ad) {

@@ -405,3 +405,21 @@ def test_compiled_vmap_fullgraph(rng):
     f = lambda x, w: corr2d_ext.conv2d(x, w, groups=2, stride=2)
     compiled = torch.compile(vmap(f), backend="aot_eager", fullgraph=True)
     assert_close(compiled(x, w), vmap(lambda x, w: F.conv2d(x, w, groups=2, stride=2))(x, w))
+
+
+def test_compiled_autograd(rng):
+    """torch._dynamo.compiled_autograd traces our Nodes' backward: gradients as nn.Conv2d's,
+    for the first and a second backward (the cached graph)."""
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.Tanh(),
+                        nn.Conv2d(4, 2, 2, groups=2, dilation=2)).double()
+    ours = corr2d_ext.convert(ref)
+    x = randn((2, 2, 9, 9), rng)
+    expected = torch.autograd.grad(ref(x).square().sum(), list(ref.parameters()))
+    compiler = torch.compile(backend="eager")
+    for _ in range(2):
+        for p in ours.parameters():
+            p.grad = None
+        with torch._dynamo.compiled_autograd._enable(compiler):
+            ours(x).square().sum().backward()
+        assert_close([p.grad for p in ours.parameters()], list(expected))
