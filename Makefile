@@ -13,6 +13,9 @@ BUILD_STAMP := $(VENV)/.corr2d-build
 # The examples extra of pyproject.toml: the demo's picture, examples/, tests/test_examples.py.
 EXAMPLES_DEPS := matplotlib scikit-learn tqdm
 EXAMPLES_STAMP := $(VENV)/.corr2d-examples
+# The onnx extra of pyproject.toml: ONNX export and onnxruntime, for tests/test_onnx.py.
+ONNX_DEPS := onnx onnxscript onnxruntime
+ONNX_STAMP := $(VENV)/.corr2d-onnx
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
 .PHONY: demo test test-slow test-packaging sanitize bench bench-quick build clean
@@ -20,7 +23,7 @@ SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 demo: $(BUILD_STAMP) $(EXAMPLES_STAMP)
 	$(PY) -m corr2d_ext
 
-test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP)
+test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP) $(ONNX_STAMP)
 	$(PY) -m pytest -q
 
 # The tests marked slow (inductor compile, huge tensors): not part of `make test`.
@@ -59,6 +62,10 @@ $(TEST_STAMP): $(DEPS_STAMP)
 # Its own stamp, so that adding it to an existing .venv does not rebuild the extension.
 $(EXAMPLES_STAMP): $(DEPS_STAMP)
 	$(PY) -m pip install -q $(EXAMPLES_DEPS)
+	touch $@
+
+$(ONNX_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install -q $(ONNX_DEPS)
 	touch $@
 
 # An editable install: compiles corr2d_ext/_C*.so in place (CUDA kernels too when torch has

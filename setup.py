@@ -72,7 +72,7 @@ import platform  # noqa: E402
 
 # The CPU backend: its ISA-neutral parts, then one instantiation per ISA, each compiled only
 # for the architecture it targets (csrc/cpu/cpu.h says what each file is).
-sources = ["csrc/corr2d.cpp", "csrc/cpu/portable.cpp", "csrc/cpu/plan.cpp",
+sources = ["csrc/corr2d.cpp", "csrc/autograd.cpp", "csrc/cpu/portable.cpp", "csrc/cpu/plan.cpp",
            "csrc/cpu/dispatch.cpp", "csrc/cpu/isa/generic.cpp"]
 machine = platform.machine().lower()
 if machine in ("x86_64", "amd64"):

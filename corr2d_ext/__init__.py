@@ -17,6 +17,7 @@ Public names:
     torch.ops.corr2d_ext.corr2d / corr2d_input_grad / corr2d_weight_grad   the raw ops
 """
 
+from . import _onnx  # noqa: F401  (registers the ONNX export of the op)
 from ._ops import build_info, cuda_built
 from .functional import conv2d, corr2d
 from .nn import Conv2D, Conv2d, convert

@@ -21,3 +21,5 @@ except ImportError:  # built by something other than setup.py
 corr2d = torch.ops.corr2d_ext.corr2d
 corr2d_input_grad = torch.ops.corr2d_ext.corr2d_input_grad
 corr2d_weight_grad = torch.ops.corr2d_ext.corr2d_weight_grad
+# corr2d on one 2-D image and kernel (composite: views around corr2d), for corr2d_ext.corr2d.
+corr2d_2d = torch.ops.corr2d_ext.corr2d_2d.default

@@ -5,8 +5,7 @@
 //   corr2d_input_grad(grad_output, weight) -> grad_input
 //   corr2d_weight_grad(input, grad_output) -> grad_weight
 //
-// Each op's derivative is made of the three ops themselves (see backward() below), so double
-// backward and every higher order work with no extra kernel.
+// Autograd, forward-mode AD and the vmap batching rules are in autograd.cpp.
 #include <array>
 #include <string>
 
@@ -14,19 +13,17 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/SymInt.h>
 #include <c10/util/accumulate.h>
-#include <torch/autograd.h>
 #include <torch/library.h>
 #include <torch/python.h>
 
 #include "corr2d_ops.h"
 #include "cpu/cpu.h"
+#include "dispatch.h"
 
 namespace corr2d_ext {
 
 using at::IntArrayRef;
 using at::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 namespace {
 
@@ -243,11 +240,15 @@ std::array<T, 4> check_weight_grad(const Tensor& input, const Tensor& grad_outpu
 // device "meta", not the real device, so following that would make eager and compiled strides
 // differ; float64 channels_last stays channels_last on CUDA too (as on the CPU).
 
+}  // namespace
+
 at::MemoryFormat result_format(const Tensor& a, const Tensor& b) {
   const bool channels_last = a.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
                              b.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
+
+namespace {
 
 // The kernels write contiguous NCHW; a channels_last result is a fresh tensor of that format
 // and a copy. Allocating it with empty(..., format), rather than calling contiguous(format),
@@ -345,16 +346,11 @@ Tensor corr2d_weight_grad_meta(const Tensor& input, const Tensor& grad_output,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Autograd. Backward calls the ops through the dispatcher (not the kernels directly), so the
-// graph it builds is differentiable again: that is what makes gradgradcheck pass.
+// The ops through the dispatcher, for the autocast kernels below and for autograd.cpp (autograd,
+// forward-mode AD and the vmap batching rules).
 
-using Corr2dSig = Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, IntArrayRef,
-                         IntArrayRef, IntArrayRef, int64_t);
-using InputGradSig = Tensor(const Tensor&, const Tensor&, c10::SymIntArrayRef, IntArrayRef,
-                            IntArrayRef, IntArrayRef, int64_t);
-using WeightGradSig = InputGradSig;
+}  // namespace
 
-// Looked up once: a lookup by name on every call would cost more than a tiny correlation.
 const c10::TypedOperatorHandle<Corr2dSig>& corr2d_op() {
   static const auto h = c10::Dispatcher::singleton()
                             .findSchemaOrThrow("corr2d_ext::corr2d", "")
@@ -374,167 +370,7 @@ const c10::TypedOperatorHandle<WeightGradSig>& weight_grad_op() {
   return h;
 }
 
-// stride, padding, dilation and groups, kept in the context for backward.
-void save_params(AutogradContext* ctx, IntArrayRef stride, IntArrayRef padding,
-                 IntArrayRef dilation, int64_t groups) {
-  ctx->saved_data["stride"] = stride.vec();
-  ctx->saved_data["padding"] = padding.vec();
-  ctx->saved_data["dilation"] = dilation.vec();
-  ctx->saved_data["groups"] = groups;
-}
-struct SavedParams {
-  std::vector<int64_t> stride, padding, dilation;
-  int64_t groups;
-};
-SavedParams load_params(AutogradContext* ctx) {
-  return {ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
-          ctx->saved_data["dilation"].toIntVector(), ctx->saved_data["groups"].toInt()};
-}
-c10::SymIntArrayRef spatial_sizes(const Tensor& t) { return t.sym_sizes().slice(2, 2); }
-
-// y = corr2d(x, w) + b
-class Corr2dFunction : public torch::autograd::Function<Corr2dFunction> {
- public:
-  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight,
-                        const std::optional<Tensor>& bias, IntArrayRef stride,
-                        IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-    ctx->save_for_backward({input, weight});
-    save_params(ctx, stride, padding, dilation, groups);
-    // needs_input_grad() counts only the tensors given, so an absent bias has no index.
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return corr2d_op().call(input, weight, bias, stride, padding, dilation, groups);
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const Tensor& input = saved[0];
-    const Tensor& weight = saved[1];
-    const Tensor& grad_output = grads[0];
-    const auto p = load_params(ctx);
-    // F.conv2d's gradients take the format of its (input, weight) pair, whatever grad_output's.
-    const auto format = result_format(input, weight);
-    Tensor grad_input, grad_weight, grad_bias;
-    if (ctx->needs_input_grad(0))
-      grad_input = input_grad_op()
-                       .call(grad_output, weight, spatial_sizes(input), p.stride, p.padding,
-                             p.dilation, p.groups)
-                       .contiguous(format);
-    if (ctx->needs_input_grad(1))
-      grad_weight = weight_grad_op()
-                        .call(input, grad_output, spatial_sizes(weight), p.stride, p.padding,
-                              p.dilation, p.groups)
-                        .contiguous(format);
-    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
-      grad_bias = grad_output.sum({0, 2, 3});
-    return {grad_input, grad_weight, grad_bias, Tensor(), Tensor(), Tensor(), Tensor()};
-  }
-};
-
-// gx = input_grad(gy, w): linear in each of gy and w, so its derivatives are the other two ops.
-class InputGradFunction : public torch::autograd::Function<InputGradFunction> {
- public:
-  static Tensor forward(AutogradContext* ctx, const Tensor& grad_output, const Tensor& weight,
-                        c10::SymIntArrayRef input_size, IntArrayRef stride, IntArrayRef padding,
-                        IntArrayRef dilation, int64_t groups) {
-    ctx->save_for_backward({grad_output, weight});
-    save_params(ctx, stride, padding, dilation, groups);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return input_grad_op().call(grad_output, weight, input_size, stride, padding, dilation,
-                                groups);
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const Tensor& grad_output = saved[0];
-    const Tensor& weight = saved[1];
-    const Tensor& ggx = grads[0];
-    const auto p = load_params(ctx);
-    Tensor d_grad_output, d_weight;
-    if (ctx->needs_input_grad(0))
-      d_grad_output = corr2d_op().call(ggx, weight, std::nullopt, p.stride, p.padding,
-                                       p.dilation, p.groups);
-    if (ctx->needs_input_grad(1))
-      d_weight = weight_grad_op().call(ggx, grad_output, spatial_sizes(weight), p.stride,
-                                       p.padding, p.dilation, p.groups);
-    return {d_grad_output, d_weight, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
-  }
-};
-
-// gw = weight_grad(x, gy): linear in each of x and gy.
-class WeightGradFunction : public torch::autograd::Function<WeightGradFunction> {
- public:
-  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& grad_output,
-                        c10::SymIntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding,
-                        IntArrayRef dilation, int64_t groups) {
-    ctx->save_for_backward({input, grad_output});
-    save_params(ctx, stride, padding, dilation, groups);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return weight_grad_op().call(input, grad_output, kernel_size, stride, padding, dilation,
-                                 groups);
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const Tensor& input = saved[0];
-    const Tensor& grad_output = saved[1];
-    const Tensor& ggw = grads[0];
-    const auto p = load_params(ctx);
-    Tensor d_input, d_grad_output;
-    if (ctx->needs_input_grad(0))
-      d_input = input_grad_op().call(grad_output, ggw, spatial_sizes(input), p.stride, p.padding,
-                                     p.dilation, p.groups);
-    if (ctx->needs_input_grad(1))
-      d_grad_output = corr2d_op().call(input, ggw, std::nullopt, p.stride, p.padding, p.dilation,
-                                       p.groups);
-    return {d_input, d_grad_output, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
-  }
-};
-
-// When nothing will be differentiated (grad mode off, or no input requires grad), call the
-// kernel directly: building an autograd node and saving its context costs microseconds, as much
-// as the whole correlation of a small image.
-bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const Tensor* t : ts)
-    if (t->defined() && t->requires_grad()) return true;
-  return false;
-}
-
-Tensor corr2d_autograd(const Tensor& input, const Tensor& weight,
-                       const std::optional<Tensor>& bias, IntArrayRef stride, IntArrayRef padding,
-                       IntArrayRef dilation, int64_t groups) {
-  const Tensor undefined;
-  if (!any_requires_grad({&input, &weight, bias.has_value() ? &*bias : &undefined})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return corr2d_op().call(input, weight, bias, stride, padding, dilation, groups);
-  }
-  return Corr2dFunction::apply(input, weight, bias, stride, padding, dilation, groups);
-}
-
-Tensor input_grad_autograd(const Tensor& grad_output, const Tensor& weight,
-                           c10::SymIntArrayRef input_size, IntArrayRef stride,
-                           IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-  if (!any_requires_grad({&grad_output, &weight})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return input_grad_op().call(grad_output, weight, input_size, stride, padding, dilation,
-                                groups);
-  }
-  return InputGradFunction::apply(grad_output, weight, input_size, stride, padding, dilation,
-                                  groups);
-}
-
-Tensor weight_grad_autograd(const Tensor& input, const Tensor& grad_output,
-                            c10::SymIntArrayRef kernel_size, IntArrayRef stride,
-                            IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-  if (!any_requires_grad({&input, &grad_output})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return weight_grad_op().call(input, grad_output, kernel_size, stride, padding, dilation,
-                                 groups);
-  }
-  return WeightGradFunction::apply(input, grad_output, kernel_size, stride, padding, dilation,
-                                   groups);
-}
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Autocast. ATen lists conv2d as a lower-precision op: under torch.autocast it casts the floating
@@ -599,12 +435,6 @@ TORCH_LIBRARY_IMPL(corr2d_ext, Meta, m) {
   m.impl("corr2d", &corr2d_meta);
   m.impl("corr2d_input_grad", &corr2d_input_grad_meta);
   m.impl("corr2d_weight_grad", &corr2d_weight_grad_meta);
-}
-
-TORCH_LIBRARY_IMPL(corr2d_ext, Autograd, m) {
-  m.impl("corr2d", &corr2d_autograd);
-  m.impl("corr2d_input_grad", &input_grad_autograd);
-  m.impl("corr2d_weight_grad", &weight_grad_autograd);
 }
 
 TORCH_LIBRARY_IMPL(corr2d_ext, AutocastCPU, m) {

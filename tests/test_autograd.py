@@ -1,5 +1,6 @@
 """Autograd of the op family: first and second derivatives by finite differences (gradcheck,
-gradgradcheck) through conv2d and through each raw op; the ops' registrations (opcheck);
+gradgradcheck, with forward-mode AD, forward-over-reverse and batched gradients checked too)
+through conv2d and through each raw op; the ops' registrations (opcheck);
 torch.compile; and gradients that do not depend on the thread count."""
 
 from __future__ import annotations
@@ -67,27 +68,31 @@ def raw_op_args(rng, config):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_conv2d_gradcheck(rng, config):
     (x, w, b), options = conv2d_args(rng, config)
-    assert gradcheck(lambda *t: corr2d_ext.conv2d(*t, **options), (x, w, b))
+    assert gradcheck(lambda *t: corr2d_ext.conv2d(*t, **options), (x, w, b),
+                     check_forward_ad=True, check_batched_grad=True,
+                     check_batched_forward_grad=True)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_conv2d_gradgradcheck(rng, config):
     (x, w, b), options = conv2d_args(rng, config)
-    assert gradgradcheck(lambda *t: corr2d_ext.conv2d(*t, **options), (x, w, b))
+    assert gradgradcheck(lambda *t: corr2d_ext.conv2d(*t, **options), (x, w, b),
+                         check_fwd_over_rev=True, check_batched_grad=True)
 
 
 @pytest.mark.parametrize("op", ["corr2d", "corr2d_input_grad", "corr2d_weight_grad"])
 @pytest.mark.parametrize("config", RAW_CONFIGS)
 def test_raw_op_gradcheck(rng, config, op):
     fn, tensors = raw_op_args(rng, config)[op]
-    assert gradcheck(fn, tensors)
+    assert gradcheck(fn, tensors, check_forward_ad=True, check_batched_grad=True,
+                     check_batched_forward_grad=True)
 
 
 @pytest.mark.parametrize("op", ["corr2d", "corr2d_input_grad", "corr2d_weight_grad"])
 @pytest.mark.parametrize("config", RAW_CONFIGS[:2])
 def test_raw_op_gradgradcheck(rng, config, op):
     fn, tensors = raw_op_args(rng, config)[op]
-    assert gradgradcheck(fn, tensors)
+    assert gradgradcheck(fn, tensors, check_fwd_over_rev=True, check_batched_grad=True)
 
 
 def test_third_derivative_of_conv2d_passes_gradgradcheck(rng):
