@@ -194,21 +194,25 @@ def loops(instrs: list[Instr]) -> list[Loop]:
 def hot_loop(instrs: list[Instr]) -> Loop | None:
     """The innermost loop (no other loop's range inside its own) with the most FMAs; ties go
     to the one with fewer instructions per FMA. None when no loop has an FMA."""
-    all_loops = loops(instrs)
-    inner = [a for a in all_loops
-             if not any(b is not a and a.start <= b.start and b.end <= a.end and
-                        (b.start, b.end) != (a.start, a.end) for b in all_loops)]
+    inner = innermost(loops(instrs))
     with_fma = [lp for lp in inner if lp.fma]
     if not with_fma:
         return None
     return max(with_fma, key=lambda lp: (lp.fma, -lp.per_fma))
 
 
+def innermost(all_loops: list[Loop]) -> list[Loop]:
+    return [a for a in all_loops
+            if not any(b is not a and a.start <= b.start and b.end <= a.end and
+                       (b.start, b.end) != (a.start, a.end) for b in all_loops)]
+
+
 def staging_loop(instrs: list[Instr]) -> Loop | None:
     """The longest innermost loop that stores to shared memory and has no FMA (the tiled
-    kernels' copy of a patch into shared memory)."""
+    kernels' copy of a patch or a tile into shared memory): its body is counted once per 32
+    staged words."""
     cands = []
-    for lp in loops(instrs):
+    for lp in innermost(loops(instrs)):
         body = [i for i in instrs if lp.start <= i.addr <= lp.end]
         if any(i.base == "STS" for i in body) and not any(i.base in FMA_OPS for i in body):
             cands.append(lp)
@@ -319,12 +323,14 @@ class KernelStats:
     hot: Loop | None
     staging: Loop | None
 
-    def occupancy(self, dynamic_smem: int = 0) -> tuple[int, float, str]:
-        return occupancy(self.res.regs, self.threads, self.res.smem + dynamic_smem)
+    def occupancy(self, dynamic_smem: int = 0, threads: int | None = None
+                  ) -> tuple[int, float, str]:
+        return occupancy(self.res.regs, threads or self.threads, self.res.smem + dynamic_smem)
 
 
 def block_threads(name: str) -> int:
-    return 256  # every kernel launches 256 threads (kThreads; the tiled ones as 32 x 8)
+    # kThreads, and the tiled kernels' largest block (each launch's own is in the launch table)
+    return 256
 
 
 def analyse(ptxas: str, sass: str) -> dict[str, KernelStats]:
@@ -335,8 +341,12 @@ def analyse(ptxas: str, sass: str) -> dict[str, KernelStats]:
     out = {}
     for mangled, short in names.items():
         instrs = code.get(mangled, [])
+        # flip_weight_kernel and sum_slices_kernel do no products: the FFMAs in their SASS are
+        # the 64-bit division's reciprocal steps, not a hot loop.
+        no_fma = short.startswith(("flip_weight_kernel", "sum_slices_kernel"))
         out[short] = KernelStats(mangled, short, res.get(mangled, Resources()),
-                                 block_threads(short), hot_loop(instrs), staging_loop(instrs))
+                                 block_threads(short), None if no_fma else hot_loop(instrs),
+                                 staging_loop(instrs))
     return out
 
 
@@ -360,6 +370,7 @@ class Launch:
     staged_words: float  # words copied into shared memory, summed over blocks (staging loop)
     l2_bytes: float      # bytes the loads fetch from L2 (an estimate; see each model)
     useful_lanes: float  # useful FMAs / (32 x warp_fma)
+    threads: int = 256   # blockDim
 
 
 def case_geometry(case, em):
@@ -375,14 +386,33 @@ def useful_fma(g) -> int:
         g.kernel_area()
 
 
+def computing_warps(g, shape, OCB) -> int:
+    """Warps of the tiled kernel's grid with at least one thread that computes (tid < threads,
+    its row inside the output, its channel group inside the block's channels): the others skip
+    the taps, so only these issue the hot loop."""
+    import numpy as np
+
+    tid = np.arange(-(-shape.threads // 32) * 32)
+    os_ = tid // (shape.tw * shape.th)
+    ty = (tid // shape.tw) % shape.th
+    cout_g, oct_ = g.out_channels_per_group(), shape.ocs * OCB
+    total = 0
+    for ob in range(shape.oc_blocks):
+        oc_count = min(oct_, cout_g - ob * oct_)
+        for th_i in range(shape.tiles_h):
+            comp = (tid < shape.threads) & (th_i * shape.th + ty < g.rows.output) & \
+                (os_ * OCB < oc_count)
+            total += int(comp.reshape(-1, 32).any(axis=1).sum())
+    return total * g.batch * g.groups * shape.tiles_w
+
+
 def forward_launches(g, em, acc_size=4) -> list[Launch]:
     """The forward kernel launch_forward picks for float (the emulator's transliteration of
-    the launcher decides), and its work."""
-    one_to_one = g.in_channels_per_group() == 1 and g.out_channels_per_group() == 1
-    OCB, PW = (1, 4) if one_to_one else (8, 2)
-    tile_rows, tile_cols = em.kTileRows, em.kTileCols * PW
-    smem = em.tiled_shared_bytes(g, OCB, PW, acc_size)
-    if smem > em.kSharedBytes:
+    the launcher decides: variant, tile shape, shared-memory fit), and its work."""
+    OCB, PW = em.forward_variant(g)
+    shape = em.tile_shape_for(g, OCB, PW)
+    smem = em.tiled_shared_bytes(g, shape, OCB, PW, acc_size)
+    if not em.tiled_fits_int32(g) or smem > em.kSharedBytes:
         total = g.batch * g.out_channels * g.output_plane()
         warps = -(-total // 32)
         return [Launch("forward_direct_kernel<float>", -(-total // 256), 0,
@@ -390,23 +420,30 @@ def forward_launches(g, em, acc_size=4) -> list[Launch]:
                        # every tap of every thread misses L1 once per 128-byte line: a guess
                        warps * g.in_channels_per_group() * g.kernel_area() * 128 / 8,
                        useful_fma(g) / (32 * warps * g.in_channels_per_group() * g.kernel_area()))]
-    cout_g, cin_g, ka = g.out_channels_per_group(), g.in_channels_per_group(), g.kernel_area()
-    oc_blocks = -(-cout_g // OCB)
-    tiles_h, tiles_w = -(-g.rows.output // tile_rows), -(-g.cols.output // tile_cols)
-    blocks = g.batch * g.groups * oc_blocks * tiles_h * tiles_w
-    # one warp per tile row; rows past the output skip the taps
-    warps = g.batch * g.groups * oc_blocks * tiles_w * g.rows.output
+    cin_g, ka = g.in_channels_per_group(), g.kernel_area()
+    tiles = shape.tiles_h * shape.tiles_w
+    blocks = g.batch * g.groups * shape.oc_blocks * tiles
+    threads = -(-shape.threads // 32) * 32
+    warps = computing_warps(g, shape, OCB)
     warp_fma = warps * cin_g * ka * OCB * PW
-    patch = em.patch_of(g, PW)
-    staged = blocks * cin_g * (patch.rows * patch.cols + min(OCB, cout_g) * ka)
+    staged = blocks * cin_g * (shape.patch_words + shape.ocs * OCB * ka)
     return [Launch(f"forward_tiled_kernel<float, {OCB}, {PW}>", blocks, smem, warp_fma, staged,
-                   staged * acc_size, useful_fma(g) / (32 * warp_fma))]
+                   staged * acc_size, useful_fma(g) / (32 * warp_fma), threads)]
 
 
 def input_grad_launches(g, em, acc_size=4) -> list[Launch]:
-    """input_grad_kernel<float, 4>: one thread per input pixel and 4 channels; for each tap
-    that reads it (all of them inside the image at stride 1), a loop over the group's output
-    channels with 4 FMAs per turn."""
+    """launch_input_grad: at stride 1 the weight flipped, then the tiled forward on the
+    transposed geometry; otherwise (or when that does not fit) input_grad_kernel<float, 4>, one
+    thread per input pixel and 4 channels looping over the group's output channels for each
+    tap that reads the pixel (an upper bound: all of them)."""
+    if em.input_grad_workspace(g) > 0:
+        t = em.transposed_geometry(g)
+        fwd = forward_launches(t, em, acc_size)
+        if fwd[0].kernel.startswith("forward_tiled"):
+            e = em.input_grad_workspace(g)
+            flip = Launch("flip_weight_kernel<float>", -(-e // 256), 0, 0, 0, 2 * e * acc_size,
+                          0.0)
+            return [flip] + fwd
     icb = em.kInputGradChannels
     cin_g, cout_g, ka = g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_area()
     c_blocks = -(-cin_g // icb)
@@ -421,17 +458,34 @@ def input_grad_launches(g, em, acc_size=4) -> list[Launch]:
 
 
 def weight_grad_launches(g, em, acc_size=4) -> list[Launch]:
-    """weight_grad_kernel<float>: per (filter, chunk of 9 taps), the threads stride over
-    (n, oh, ow) with 9 FMAs per turn; then sum_slices_kernel when the plan slices."""
+    """launch_weight_grad: the tiled reduction when plan.tiled (blocks of 8 output channels x
+    1 input channel x a chunk of 3-tap warps; lanes over the pixels of each staged output
+    tile), else the per-filter kernel; then sum_slices_kernel when the plan slices."""
     plan = em.plan_weight_grad(g)
     filters = g.out_channels * g.in_channels_per_group()
-    sum_length = g.batch * g.output_plane()
-    warp_turns = filters * plan.tap_chunks * -(-sum_length // 32)
-    warp_fma = warp_turns * em.kWeightGradTaps
-    # per warp turn: one line of grad_output and one line of input per kernel row in the chunk
-    l2 = warp_turns * (1 + min(g.rows.kernel, 3)) * 128
-    out = [Launch("weight_grad_kernel<float>", filters * plan.tap_chunks * plan.slices, 0,
-                  warp_fma, 0, l2, useful_fma(g) / (32 * warp_fma))]
+    out = []
+    if plan.tiled:
+        t = plan.tile
+        cin_g, ka = g.in_channels_per_group(), g.kernel_area()
+        blocks = g.groups * t.oc_blocks * cin_g * plan.tap_chunks * plan.slices
+        tap_groups = -(-ka // em.kWgTaps)
+        # per tile, each computing warp steps its lanes over the tile's pixels 32 at a time
+        steps = -(-(t.tile_rows * t.tile_cols) // 32)
+        warp_fma = g.groups * t.oc_blocks * cin_g * tap_groups * t.tiles * steps * \
+            em.kWgChannels * em.kWgTaps
+        staged = g.groups * t.oc_blocks * cin_g * plan.tap_chunks * t.tiles * \
+            (t.patch_words + t.tile_rows * t.tile_cols * em.kWgChannels)
+        smem = (t.patch_words + t.tile_rows * t.tile_cols * em.kWgChannels) * acc_size
+        out.append(Launch("weight_grad_tiled_kernel<float>", blocks, smem, warp_fma, staged,
+                          staged * acc_size, useful_fma(g) / (32 * warp_fma), 32 * t.warps))
+    else:
+        sum_length = g.batch * g.output_plane()
+        warp_turns = filters * plan.tap_chunks * -(-sum_length // 32)
+        warp_fma = warp_turns * em.kWeightGradTaps
+        # per warp turn: one line of grad_output and one line of input per kernel row
+        l2 = warp_turns * (1 + min(g.rows.kernel, 3)) * 128
+        out.append(Launch("weight_grad_kernel<float>", filters * plan.tap_chunks * plan.slices,
+                          0, warp_fma, 0, l2, useful_fma(g) / (32 * warp_fma)))
     if plan.slices > 1:
         e = filters * g.kernel_area()
         out.append(Launch("sum_slices_kernel<float>", -(-e // 256), 0, 0, 0,
@@ -443,7 +497,7 @@ def predict(launch: Launch, stats: dict[str, KernelStats]) -> dict:
     """Predicted seconds of one launch, and which term bounds it."""
     rf = ROOFLINE
     k = stats[launch.kernel]
-    bps, occ, limiter = k.occupancy(launch.dynamic_smem)
+    bps, occ, limiter = k.occupancy(launch.dynamic_smem, launch.threads)
     per_clock = rf["sms"] * rf["clock_hz"]
     hot = k.hot
     instr = launch.warp_fma * (hot.per_fma if hot else 0)
@@ -546,6 +600,24 @@ def report(stats: dict[str, KernelStats], rows: list[dict], tools: str, title: s
         L.append(f"| `{name}` | {k.res.regs} | {k.res.spill_stores}/{k.res.spill_loads} | "
                  f"{k.res.stack} | {k.res.smem} | {bps} ({lim}) | {occ:.0%} | {hot} |")
     L.append("")
+    L.append("Goals (issue 12), float instantiations: hot loop <= 2 non-FMA instructions per FMA "
+             "(instr/FMA <= 3.0); <= 64 registers at the block size or >= 50% theoretical "
+             "occupancy; no spills.")
+    L.append("")
+    L.append("| kernel | instr/FMA <= 3 | regs <= 64 or occupancy >= 50% | no spills |")
+    L.append("|:--|:--|:--|:--|")
+    for name in sorted(stats, key=_kernel_order):
+        if "<float" not in name:
+            continue
+        k = stats[name]
+        _, occ, _ = k.occupancy()
+        h = k.hot
+        loop = "no FMA loop" if h is None else ("yes" if h.per_fma <= 3.0 else
+                                                 f"**no** ({h.per_fma:.1f})")
+        regs = "yes" if k.res.regs <= 64 or occ >= 0.5 else f"**no** ({k.res.regs}, {occ:.0%})"
+        spills = "yes" if not (k.res.spill_stores or k.res.spill_loads) else "**no**"
+        L.append(f"| `{name}` | {loop} | {regs} | {spills} |")
+    L.append("")
     L.append("## Predicted time per bench/bench_gpu.py case (float32)")
     L.append("")
     L.append("cuDNN-class: max(FLOPs / (70% of fp32 peak), minimum bytes / (80% of HBM)) + 2 us "
@@ -564,15 +636,16 @@ def report(stats: dict[str, KernelStats], rows: list[dict], tools: str, title: s
     L.append("")
     L.append("### Per launch")
     L.append("")
-    L.append("| case | op | kernel | blocks | dyn smem B | blocks/SM | waves | useful lanes | "
-             "issue us | load pipe us | L2 us | bound | predicted us |")
-    L.append("|:--|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|:--|--:|")
+    L.append("| case | op | kernel | blocks x threads | dyn smem B | blocks/SM | occupancy | "
+             "waves | useful lanes | issue us | load pipe us | L2 us | bound | predicted us |")
+    L.append("|:--|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|:--|--:|")
     for r in rows:
         for what, (launches, preds, _) in r["parts"].items():
             for lc, p in zip(launches, preds):
                 t = p["terms"]
-                L.append(f"| {r['case'].key} | {what} | `{lc.kernel}` | {lc.blocks} | "
-                         f"{lc.dynamic_smem} | {p['bps']} | {p['waves']:.2f} | "
+                L.append(f"| {r['case'].key} | {what} | `{lc.kernel}` | {lc.blocks} x "
+                         f"{lc.threads} | {lc.dynamic_smem} | {p['bps']} | {p['occ']:.0%} | "
+                         f"{p['waves']:.2f} | "
                          f"{lc.useful_lanes:.0%} | {fmt_us(t['issue'])} | "
                          f"{fmt_us(t['load pipe'])} | {fmt_us(t['L2'])} | {p['bound']} | "
                          f"{fmt_us(p['seconds'] + ROOFLINE['launch_s'])} |")
