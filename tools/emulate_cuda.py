@@ -383,6 +383,7 @@ PLANTS = {
     "wg-tiled-slice": "weight_grad_tiled_kernel: each slice one tile short",
     "wg-tiled-shuffle": "weight_grad_tiled_kernel: the first shuffle step left out",
     "wg-tiled-carry": "weight_grad_tiled_kernel: the pixel step's row carry left out",
+    "wg-tiled-channel": "weight_grad_tiled_kernel: every warp reads the first channel's patch",
     "sum-slices": "sum_slices_kernel: the last slice left out",
 }
 
@@ -493,6 +494,8 @@ class WgTile:
     patch_cols: int = 0
     patch_words: int = 0
     warps: int = 0
+    channels: int = 0
+    c_blocks: int = 0
     tiles_w: int = 0
     tiles_h: int = 0
     oc_blocks: int = 0
@@ -531,11 +534,16 @@ def plan_weight_grad(g):
                 tdiv(rows * cols + 3, 4) * 4 + gy_words <= kWgSharedWords:
             tap_groups = tdiv(ka + kWgTaps - 1, kWgTaps)
             warps = tap_groups if tap_groups < kWgMaxWarps else kWgMaxWarps
+            patch_words = tdiv(rows * cols + 3, 4) * 4
+            channels = min(tdiv(kWgMaxWarps, warps), g.in_channels_per_group())
+            while channels > 1 and channels * patch_words + gy_words > kWgSharedWords:
+                channels -= 1
+            c_blocks = tdiv(g.in_channels_per_group() + channels - 1, channels)
             oc_blocks = tdiv(g.out_channels_per_group() + kWgChannels - 1, kWgChannels)
-            t = WgTile(tile_rows, tile_cols, rows, cols, tdiv(rows * cols + 3, 4) * 4, warps,
+            t = WgTile(tile_rows, tile_cols, rows, cols, patch_words, warps, channels, c_blocks,
                        tiles_w, tiles_h, oc_blocks, g.batch * tiles_h * tiles_w)
             tap_chunks = tdiv(tap_groups + warps - 1, warps)
-            base = g.groups * oc_blocks * g.in_channels_per_group() * tap_chunks
+            base = g.groups * oc_blocks * c_blocks * tap_chunks
             tile_px = tile_rows * tile_cols
             min_tiles = tdiv(kMinSliceLength + tile_px - 1, tile_px)
             return WeightGradPlan(tap_chunks, slices_for(base, tdiv(t.tiles + min_tiles - 1,
@@ -864,29 +872,34 @@ def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, par
     cout_g = int32(g.out_channels_per_group())
     sh, sw = int32(g.rows.stride), int32(g.cols.stride)
     tile_px = t.tile_rows * t.tile_cols
-    n_blocks = g.groups * t.oc_blocks * cin_g * plan.tap_chunks * plan.slices
+    n_blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices
     slice_tiles = tdiv(t.tiles + plan.slices - 1, plan.slices)
-    threads = 32 * t.warps
-    shared_words = t.patch_words + tile_px * OCB
+    threads = 32 * t.warps * t.channels
+    shared_words = t.channels * t.patch_words + tile_px * OCB
     vec = 16 // acc_size
 
     for blockIdx in range(grid):
         blk = Block(threads, shared_words)
         tid = blk.tid
         lane, warp = tid % 32, tid // 32
-        staged_input, staged_gy = 0, t.patch_words
+        staged_input, staged_gy = 0, t.channels * t.patch_words
+        warp_taps, warp_c = warp % t.warps, warp // t.warps
         row0, col0 = lane // t.tile_cols, lane % t.tile_cols
         row_step, col_step = 32 // t.tile_cols, 32 % t.tile_cols
         b = blockIdx
         while b < n_blocks:
             slice_ = tmod(b, plan.slices)
             chunk = tmod(tdiv(b, plan.slices), plan.tap_chunks)
-            c = tmod(tdiv(b, plan.slices * plan.tap_chunks), cin_g)
-            gob = tdiv(b, plan.slices * plan.tap_chunks * cin_g)
+            c_block = tmod(tdiv(b, plan.slices * plan.tap_chunks), t.c_blocks)
+            gob = tdiv(b, plan.slices * plan.tap_chunks * t.c_blocks)
+            c0 = c_block * t.channels
+            c_count = int32(min(t.channels, cin_g - c0))
+            c = c0 + warp_c
+            c_inside = warp_c < c_count
             group = tdiv(gob, t.oc_blocks)
             oc_base = int32(tmod(gob, t.oc_blocks)) * OCB
             oc_count = min(OCB, cout_g - oc_base)
-            tap0 = (int32(chunk) * t.warps + warp) * TB
+            tap0 = (int32(chunk) * t.warps + warp_taps) * TB
             tap_off = []
             for i in range(TB):
                 tap = where(tap0 + i < ka, tap0 + i, 0)
@@ -907,28 +920,29 @@ def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, par
                 cols_valid = min(t.tile_cols, out_w - ow0)
                 ih0 = oh0 * sh - int32(g.rows.padding)
                 iw0 = ow0 * sw - int32(g.cols.padding)
-                plane = g.input_offset(n, g.first_input_channel(group) + c)
                 gy_plane = g.output_offset(n, group * cout_g + oc_base)
                 blk.syncthreads(blk.all)
-                r = warp.copy()
-                while True:  # the patch
-                    mr = r < t.patch_rows
-                    if not mr.any():
-                        break
-                    ih = ih0 + r
-                    row_inside = (ih >= 0) & (ih < in_h)
-                    src = plane + where(row_inside, ih, 0) * in_w
-                    col = lane.copy()
-                    while True:
-                        mc = mr & (col < t.patch_cols)
-                        if not mc.any():
+                for ci in range(c_count):
+                    plane = g.input_offset(n, g.first_input_channel(group) + c0 + ci)
+                    r = warp.copy()
+                    while True:  # the patch of input channel c0 + ci
+                        mr = r < t.patch_rows
+                        if not mr.any():
                             break
-                        iw = iw0 + col
-                        ok = mc & row_inside & (iw >= 0) & (iw < in_w)
-                        blk.swrite(staged_input + r * t.patch_cols + col,
-                                   where(ok, input.load(src + iw, ok), 0.0), mc)
-                        col = col + 32
-                    r = r + threads // 32
+                        ih = ih0 + r
+                        row_inside = (ih >= 0) & (ih < in_h)
+                        src = plane + where(row_inside, ih, 0) * in_w
+                        col = lane.copy()
+                        while True:
+                            mc = mr & (col < t.patch_cols)
+                            if not mc.any():
+                                break
+                            iw = iw0 + col
+                            ok = mc & row_inside & (iw >= 0) & (iw < in_w)
+                            blk.swrite(staged_input + ci * t.patch_words + r * t.patch_cols + col,
+                                       where(ok, input.load(src + iw, ok), 0.0), mc)
+                            col = col + 32
+                        r = r + threads // 32
                 r = warp.copy()
                 while True:  # grad_output, pixel-major
                     mr = r < t.tile_rows
@@ -950,7 +964,8 @@ def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, par
                         col = col + 32
                     r = r + threads // 32
                 blk.syncthreads(blk.all)
-                active = tap0 < ka
+                active = (tap0 < ka) & c_inside
+                patch = staged_input + (0 if planted("wg-tiled-channel") else warp_c) * t.patch_words
                 row, col = row0.copy(), col0.copy()
                 p = lane.copy()
                 while True:
@@ -958,7 +973,7 @@ def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, par
                     if not mp.any():
                         break
                     valid = mp & (row < rows_valid) & (col < cols_valid)
-                    x_at = staged_input + row * sh * t.patch_cols + col * sw
+                    x_at = patch + row * sh * t.patch_cols + col * sw
                     x = [blk.sread(x_at + tap_off[i], valid) for i in range(TB)]
                     g_at = staged_gy + p * OCB
                     if ((g_at * acc_size) % 16 != 0)[valid].any() and OCB % vec == 0:
@@ -986,7 +1001,7 @@ def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, par
                     acc[j, i] = v
             for j in range(OCB):
                 for i in range(TB):
-                    m = (lane == 0) & (j < oc_count) & (tap0 + i < ka)
+                    m = (lane == 0) & c_inside & (j < oc_count) & (tap0 + i < ka)
                     oc = group * cout_g + oc_base + j
                     e = (oc * cin_g + c) * ka + tap0 + i
                     if plan.slices == 1:
@@ -1108,7 +1123,7 @@ def launch_weight_grad(g, plan, input, grad_output, workspace, grad_weight, grid
     filters = g.out_channels * g.in_channels_per_group()
     if plan.tiled:
         t = plan.tile
-        blocks = g.groups * t.oc_blocks * g.in_channels_per_group() * plan.tap_chunks * plan.slices
+        blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices
         weight_grad_tiled_kernel(grid_for(blocks, 1, grid_cap), acc_size, g, plan, t, input,
                                  grad_output, partial, grad_weight)
     else:
@@ -1207,7 +1222,8 @@ def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
 
     plan = plan_weight_grad(g)
     notes.append(f"dw {'tiled' if plan.tiled else 'per filter'} chunks={plan.tap_chunks} "
-                 f"slices={plan.slices}")
+                 f"slices={plan.slices}"
+                 + (f" channels={plan.tile.channels}" if plan.tiled else ""))
     gwt = Global.poisoned("grad_weight", w.numel())
     ws = Global.poisoned("workspace", weight_grad_workspace(g, plan))
     if attempt("weight_grad", lambda: launch_weight_grad(g, plan, Global("input", x),

@@ -42,7 +42,9 @@ struct WgTile {
   int patch_rows;
   int patch_cols;
   int patch_words;  // rounded up to 4: the grad_output tile after it stays 16-byte aligned
-  int warps;        // warps per block: tap groups per chunk
+  int warps;        // warps per input channel: tap groups per chunk
+  int channels;     // input channels per block (warps * channels <= kWgMaxWarps)
+  int64_t c_blocks;   // per group, of `channels`
   int64_t tiles_w;
   int64_t tiles_h;
   int64_t oc_blocks;  // per group, of kWgChannels
@@ -50,7 +52,7 @@ struct WgTile {
 };
 
 // How the weight gradient's sum over (n, oh, ow) is cut up. Tiled: each block reduces one
-// slice of the tiles for kWgChannels output channels x one input channel x a chunk of
+// slice of the tiles for kWgChannels output channels x `channels` input channels x a chunk of
 // warps * kWgTaps taps. Otherwise (64-bit indices, or a patch too large for shared memory):
 // each block reduces one slice of that sum for one (oc, c) filter and up to kWeightGradTaps
 // kernel taps. Either way the slices' partial sums are then added in slice order. The plan
@@ -94,12 +96,19 @@ inline WeightGradPlan plan_weight_grad(const Geometry& g) {
       t.patch_words = static_cast<int>((rows * cols + 3) / 4 * 4);
       const int64_t tap_groups = (ka + kWgTaps - 1) / kWgTaps;
       t.warps = static_cast<int>(tap_groups < kWgMaxWarps ? tap_groups : kWgMaxWarps);
+      // The warps left over take further input channels: each staged grad_output value then
+      // serves them all (fewer re-reads of grad_output from L2), as shared memory allows.
+      int64_t channels = kWgMaxWarps / t.warps;
+      if (channels > g.in_channels_per_group()) channels = g.in_channels_per_group();
+      while (channels > 1 && channels * t.patch_words + gy_words > kWgSharedWords) --channels;
+      t.channels = static_cast<int>(channels);
+      t.c_blocks = (g.in_channels_per_group() + channels - 1) / channels;
       t.tiles_w = tiles_w;
       t.tiles_h = tiles_h;
       t.oc_blocks = (g.out_channels_per_group() + kWgChannels - 1) / kWgChannels;
       t.tiles = g.batch * tiles_h * tiles_w;
       const int64_t tap_chunks = (tap_groups + t.warps - 1) / t.warps;
-      const int64_t base = g.groups * t.oc_blocks * g.in_channels_per_group() * tap_chunks;
+      const int64_t base = g.groups * t.oc_blocks * t.c_blocks * tap_chunks;
       // at least ~2048 terms per slice here too
       const int64_t tile_px = int64_t{t.tile_rows} * t.tile_cols;
       const int64_t min_tiles = (kMinSliceLength + tile_px - 1) / tile_px;

@@ -495,11 +495,12 @@ __global__ void __launch_bounds__(kThreads)
 // grad_output[n, oc, oh, ow] * input[n, c, oh * stride - padding + tap's offset], a product of
 // a (channels x pixels) and a (pixels x taps) matrix that is never formed.
 //
-// A block owns kWgChannels output channels of one group x one input channel x up to
-// kWgWarps * kWgTaps taps (a "tap chunk"), and one slice of the sum: a contiguous run of output
-// tiles of tile_rows x tile_cols pixels of one image each. For every tile it stages the
-// channels' grad_output values (pixel-major, so a thread's 8 channels are two 16-byte loads) and
-// the input patch the tile's taps read. Warp w takes kWgTaps taps; its lanes take the tile's
+// A block owns kWgChannels output channels of one group x tile.channels input channels x up to
+// tile.warps * kWgTaps taps (a "tap chunk"), and one slice of the sum: a contiguous run of
+// output tiles of tile_rows x tile_cols pixels of one image each. For every tile it stages the
+// output channels' grad_output values (pixel-major, so a thread's 8 channels are two 16-byte
+// loads; each serves every input channel of the block) and, per input channel, the input patch
+// the tile's taps read. Warp w takes kWgTaps taps of one input channel; its lanes take the tile's
 // pixels 32 apart (stepping through the tile without a division), each lane accumulating
 // kWgChannels x kWgTaps sums in registers; every staged input value serves kWgChannels FMAs and
 // every grad_output value kWgTaps. At the end each warp adds its lanes with a fixed shuffle
@@ -522,7 +523,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ?
   constexpr int TB = kWgTaps;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   acc_t* staged_input = reinterpret_cast<acc_t*>(shared_bytes);
-  acc_t* staged_gy = staged_input + t.patch_words;  // [pixel][OCB]
+  acc_t* staged_gy = staged_input + t.channels * t.patch_words;  // [pixel][OCB]
 
   const int in_w = static_cast<int>(g.cols.input);
   const int in_h = static_cast<int>(g.rows.input);
@@ -534,14 +535,15 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ?
   const int cout_g = static_cast<int>(g.out_channels_per_group());
   const int sh = static_cast<int>(g.rows.stride), sw = static_cast<int>(g.cols.stride);
   const int tile_px = t.tile_rows * t.tile_cols;
-  const int64_t n_blocks =
-      g.groups * t.oc_blocks * cin_g * plan.tap_chunks * plan.slices;
+  const int64_t n_blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices;
   const int64_t slice_tiles = (t.tiles + plan.slices - 1) / plan.slices;
 
   const int tid = threadIdx.x;
   const int lane = tid % 32;
   const int warp = tid / 32;
   const int threads = blockDim.x;
+  const int warp_taps = warp % t.warps;  // this warp's taps within the chunk
+  const int warp_c = warp / t.warps;     // and its input channel within the block
   // A lane's first pixel in a tile, and the step to its next one (32 pixels on), as row and
   // column increments with one carry: no division in the loop.
   const int row0 = lane / t.tile_cols, col0 = lane % t.tile_cols;
@@ -550,14 +552,18 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ?
   for (int64_t b = blockIdx.x; b < n_blocks; b += gridDim.x) {
     const int64_t slice = b % plan.slices;
     const int64_t chunk = (b / plan.slices) % plan.tap_chunks;
-    const int64_t c = (b / (plan.slices * plan.tap_chunks)) % cin_g;  // within the group
-    const int64_t gob = b / (plan.slices * plan.tap_chunks * cin_g);
+    const int64_t c_block = (b / (plan.slices * plan.tap_chunks)) % t.c_blocks;
+    const int64_t gob = b / (plan.slices * plan.tap_chunks * t.c_blocks);
+    const int64_t c0 = c_block * t.channels;  // the block's first input channel, in the group
+    const int c_count = static_cast<int>(min64(t.channels, cin_g - c0));
+    const int64_t c = c0 + warp_c;
+    const bool c_inside = warp_c < c_count;
     const int64_t group = gob / t.oc_blocks;
     const int oc_base = static_cast<int>(gob % t.oc_blocks) * OCB;  // within the group
     const int oc_count = min(OCB, cout_g - oc_base);
     // This warp's taps and their offsets in the patch; taps past the kernel read offset 0 and
     // are never stored.
-    const int tap0 = (static_cast<int>(chunk) * t.warps + warp) * TB;
+    const int tap0 = (static_cast<int>(chunk) * t.warps + warp_taps) * TB;
     int tap_off[TB];
 #pragma unroll
     for (int i = 0; i < TB; ++i) {
@@ -582,18 +588,20 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ?
       const int cols_valid = min(t.tile_cols, out_w - ow0);
       const int ih0 = oh0 * sh - static_cast<int>(g.rows.padding);
       const int iw0 = ow0 * sw - static_cast<int>(g.cols.padding);
-      const T* plane = input + g.input_offset(n, g.first_input_channel(group) + c);
       const T* gy_plane = grad_output + g.output_offset(n, group * cout_g + oc_base);
       __syncthreads();  // the previous tile's reads are done before it is replaced
-      for (int r = warp; r < t.patch_rows; r += threads / 32) {
-        const int ih = ih0 + r;
-        const bool row_inside = ih >= 0 && ih < in_h;
-        const T* src = plane + (row_inside ? ih : 0) * in_w;
-        acc_t* dst = staged_input + r * t.patch_cols;
-        for (int col = lane; col < t.patch_cols; col += 32) {
-          const int iw = iw0 + col;
-          dst[col] = row_inside && iw >= 0 && iw < in_w ? static_cast<acc_t>(load(src + iw))
-                                                        : acc_t(0);
+      for (int ci = 0; ci < c_count; ++ci) {
+        const T* plane = input + g.input_offset(n, g.first_input_channel(group) + c0 + ci);
+        for (int r = warp; r < t.patch_rows; r += threads / 32) {
+          const int ih = ih0 + r;
+          const bool row_inside = ih >= 0 && ih < in_h;
+          const T* src = plane + (row_inside ? ih : 0) * in_w;
+          acc_t* dst = staged_input + ci * t.patch_words + r * t.patch_cols;
+          for (int col = lane; col < t.patch_cols; col += 32) {
+            const int iw = iw0 + col;
+            dst[col] = row_inside && iw >= 0 && iw < in_w ? static_cast<acc_t>(load(src + iw))
+                                                          : acc_t(0);
+          }
         }
       }
       // grad_output: zeros for the tile's pixels past the output and the channels past the
@@ -611,13 +619,14 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ?
         }
       }
       __syncthreads();
-      if (tap0 < ka) {
+      if (tap0 < ka && c_inside) {
+        const acc_t* patch = staged_input + warp_c * t.patch_words;
         int row = row0, col = col0;
         for (int p = lane; p < tile_px; p += 32) {
           // Pixels past the output are skipped, not multiplied by their zero: the input under
           // them may be inf.
           if (row < rows_valid && col < cols_valid) {
-            const acc_t* x_at = staged_input + row * sh * t.patch_cols + col * sw;
+            const acc_t* x_at = patch + row * sh * t.patch_cols + col * sw;
             acc_t x[TB];
 #pragma unroll
             for (int i = 0; i < TB; ++i) x[i] = x_at[tap_off[i]];
@@ -646,7 +655,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ?
 #pragma unroll
         for (int offset = 16; offset > 0; offset /= 2)
           acc[j][i] += __shfl_down_sync(0xffffffffu, acc[j][i], offset);
-    if (lane == 0) {
+    if (lane == 0 && c_inside) {
 #pragma unroll
       for (int j = 0; j < OCB; ++j) {
 #pragma unroll
@@ -774,11 +783,12 @@ void launch_weight_grad(const Geometry& g, const WeightGradPlan& plan, const T* 
   const int64_t filters = g.out_channels * g.in_channels_per_group();
   if (plan.tiled) {
     const WgTile& t = plan.tile;
-    const int64_t blocks = g.groups * t.oc_blocks * g.in_channels_per_group() * plan.tap_chunks *
-                           plan.slices;
-    const int64_t bytes =
-        (t.patch_words + int64_t{t.tile_rows} * t.tile_cols * kWgChannels) * sizeof(acc_t);
-    weight_grad_tiled_kernel<T><<<grid_for(blocks, 1), 32 * t.warps, bytes, stream>>>(
+    const int64_t blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices;
+    const int64_t bytes = (int64_t{t.channels} * t.patch_words +
+                           int64_t{t.tile_rows} * t.tile_cols * kWgChannels) *
+                          sizeof(acc_t);
+    weight_grad_tiled_kernel<T><<<grid_for(blocks, 1), 32 * t.warps * t.channels, bytes,
+                                  stream>>>(
         g, plan, t, input, grad_output, partial, grad_weight);
   } else {
     const int64_t blocks = filters * plan.tap_chunks * plan.slices;
