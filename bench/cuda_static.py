@@ -459,7 +459,7 @@ def input_grad_launches(g, em, acc_size=4) -> list[Launch]:
 
 def weight_grad_launches(g, em, acc_size=4) -> list[Launch]:
     """launch_weight_grad: the tiled reduction when plan.tiled (blocks of 8 output channels x
-    tile.channels input channels x a chunk of 3-tap warps; lanes over the pixels of each staged
+    tile.channels input channels x a chunk of 3-tap warps, or 1 channel x 9-tap warps; lanes over the pixels of each staged
     output tile), else the per-filter kernel; then sum_slices_kernel when the plan slices."""
     plan = em.plan_weight_grad(g)
     filters = g.out_channels * g.in_channels_per_group()
@@ -468,17 +468,16 @@ def weight_grad_launches(g, em, acc_size=4) -> list[Launch]:
         t = plan.tile
         cin_g, ka = g.in_channels_per_group(), g.kernel_area()
         blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices
-        tap_groups = -(-ka // em.kWgTaps)
+        tap_groups = -(-ka // t.tb)
         # per tile, each computing warp (one per input channel and tap group) steps its lanes
         # over the tile's pixels 32 at a time
         steps = -(-(t.tile_rows * t.tile_cols) // 32)
-        warp_fma = g.groups * t.oc_blocks * cin_g * tap_groups * t.tiles * steps * \
-            em.kWgChannels * em.kWgTaps
-        per_tile = t.channels * t.patch_words + t.tile_rows * t.tile_cols * em.kWgChannels
+        warp_fma = g.groups * t.oc_blocks * cin_g * tap_groups * t.tiles * steps * t.ocb * t.tb
+        per_tile = t.channels * t.patch_words + t.tile_rows * t.tile_cols * t.ocb
         staged = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * t.tiles * per_tile
-        out.append(Launch("weight_grad_tiled_kernel<float>", blocks, per_tile * acc_size,
-                          warp_fma, staged, staged * acc_size, useful_fma(g) / (32 * warp_fma),
-                          32 * t.warps * t.channels))
+        out.append(Launch(f"weight_grad_tiled_kernel<float, {t.ocb}, {t.tb}>", blocks,
+                          per_tile * acc_size, warp_fma, staged, staged * acc_size,
+                          useful_fma(g) / (32 * warp_fma), 32 * t.warps * t.channels))
     else:
         sum_length = g.batch * g.output_plane()
         warp_turns = filters * plan.tap_chunks * -(-sum_length // 32)

@@ -22,8 +22,7 @@ comparison. (Under compute-sanitizer the caching is off and memcheck watches ins
 Which path a case takes is worked out here from the geometry with the launchers' own rules in
 csrc/cuda/corr2d_kernel.cu and corr2d_cuda.h: the forward's and the stride-1 input gradient's
 tile shape and shared-memory fit come from tools/emulate_cuda.py's transliteration of the
-launcher (so they change with it), the weight gradient's slice plan from ``weight_grad_plan``
-below; if those rules change, update them. The run exits 2 when the chosen list no longer
+launcher (so they change with it), and so does the weight gradient's plan. The run exits 2 when the chosen list no longer
 covers every path, and 1, naming the case and the tensor, on any mismatch.
 """
 
@@ -47,8 +46,6 @@ import corr2d_ext
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import emulate_cuda as em  # noqa: E402  (the launchers' host logic, transliterated)
 
-WEIGHT_GRAD_TAPS = 9  # kWeightGradTaps
-TARGET_BLOCKS, MIN_SLICE_LENGTH = 512, 2048  # plan_weight_grad
 INPUT_GRAD_CHANNELS = 4  # kInputGradChannels
 
 
@@ -114,22 +111,14 @@ def input_grad_path(case: Case, dtype: torch.dtype) -> str:
     return "input grad gather"
 
 
-def weight_grad_plan(case: Case) -> tuple[int, int]:
-    """plan_weight_grad: (tap chunks, slices)."""
-    cout, cin_g, kh, kw = case.weight
-    n, _, ho, wo = case.output_shape()
-    chunks = math.ceil(kh * kw / WEIGHT_GRAD_TAPS)
-    base = cout * cin_g * chunks
-    slices = min(math.ceil(TARGET_BLOCKS / base), math.ceil(n * ho * wo / MIN_SLICE_LENGTH))
-    return chunks, max(slices, 1)
-
-
 def paths(case: Case, dtype: torch.dtype) -> list[str]:
-    chunks, slices = weight_grad_plan(case)
+    plan = em.plan_weight_grad(geometry(case))  # corr2d_cuda.h's plan_weight_grad
     out = [forward_path(case, dtype),
-           "weight grad slices > 1" if slices > 1 else "weight grad slices = 1"]
-    if chunks > 1:
-        out.append("weight grad > 9 taps")
+           f"weight grad tiled {plan.tile.ocb}x{plan.tile.tb}" if plan.tiled
+           else "weight grad per filter",
+           "weight grad slices > 1" if plan.slices > 1 else "weight grad slices = 1"]
+    if plan.tap_chunks > 1:
+        out.append("weight grad > 1 tap chunk")
     out.append(input_grad_path(case, dtype))
     if out[-1] == "input grad gather":
         cin_g = case.weight[1]
@@ -141,7 +130,8 @@ def paths(case: Case, dtype: torch.dtype) -> list[str]:
 
 
 REQUIRED_PATHS = ["forward tiled 8x4", "forward tiled 1x4", "forward direct",
-                  "weight grad slices > 1", "weight grad slices = 1", "weight grad > 9 taps",
+                  "weight grad tiled 8x3", "weight grad tiled 1x9", "weight grad per filter",
+                  "weight grad slices > 1", "weight grad slices = 1", "weight grad > 1 tap chunk",
                   "input grad flipped tiled", "input grad gather",
                   "input grad gather full channel blocks",
                   "input grad gather full + partial channel block"]
@@ -163,7 +153,9 @@ CASES = [
     Case("8->16 depthwise multiplier 2, stride 2", (2, 8, 20, 20), (16, 1, 3, 3), stride=2,
          groups=8),
     Case("4->4 2x2 stride 3 (inputs no window reads)", (2, 4, 17, 19), (4, 4, 2, 2), stride=3),
-    Case("3->4 11x1 (2 tap chunks)", (2, 3, 30, 20), (4, 3, 11, 1), padding=(5, 0)),
+    Case("3->4 11x1", (2, 3, 30, 20), (4, 3, 11, 1), padding=(5, 0)),
+    Case("4->8 5x5 (25 taps: 2 tap chunks of the 8x3 weight gradient)", (2, 4, 20, 20),
+         (8, 4, 5, 5), padding=2),
     # Tiled 1x4 (one input and one output channel per group).
     Case("1->1 3x3 pad 1, 3 column tiles", (2, 1, 37, 300), (1, 1, 3, 3), padding=1,
          dtypes=ALL_DTYPES),
@@ -182,7 +174,7 @@ CASES = [
     # Weight gradient: slices > 1 (a long sum, few filters; the last slice shorter) ...
     Case("1->1 3x3 on 253x251 (32 slices)", (1, 1, 253, 251), (1, 1, 3, 3), padding=1,
          dtypes=(f32, f64, bf16)),
-    Case("1->1 5x5 on 256x256 (3 tap chunks x 32 slices)", (1, 1, 256, 256), (1, 1, 5, 5),
+    Case("1->1 5x5 on 256x256 (1x9 weight gradient, sliced)", (1, 1, 256, 256), (1, 1, 5, 5),
          padding=2),
     # ... and slices = 1 because there are many filters.
     Case("32->32 3x3 on 48x48 (1024 filters, 1 slice)", (2, 32, 48, 48), (32, 32, 3, 3),
@@ -192,8 +184,9 @@ CASES = [
 SMALL_CASES = [
     Case("small: 12->4 groups 2 stride (2,1), 2 column tiles", (1, 12, 10, 70), (4, 6, 3, 3),
          stride=(2, 1), padding=1, groups=2),
-    Case("small: 1->1 5x5 (3 tap chunks x 2 slices)", (1, 1, 20, 140), (1, 1, 5, 5),
+    Case("small: 1->1 5x5 (1x9 weight gradient, sliced)", (1, 1, 20, 140), (1, 1, 5, 5),
          padding=2),
+    Case("small: 3->4 5x5 (2 tap chunks)", (1, 3, 12, 12), (4, 3, 5, 5), padding=2),
     Case("small: 2->4 dilation 100 (direct)", (1, 2, 210, 215), (4, 2, 3, 3), dilation=100),
     Case("small: 8->4 2x2 stride 3 (gather, full channel blocks)", (1, 8, 17, 19), (4, 8, 2, 2),
          stride=3),

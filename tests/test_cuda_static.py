@@ -95,8 +95,8 @@ def test_model_runs_on_the_kernels_as_they_are(tmp_path, capsys):
     md = tmp_path / "static.md"
     assert cs.main(["--md", str(md)]) == 0
     text = md.read_text()
-    for kernel in ("forward_tiled_kernel<float", "weight_grad_kernel<float>",
-                   "input_grad_kernel<float"):
+    for kernel in ("forward_tiled_kernel<float", "weight_grad_tiled_kernel<float, 8, 3>",
+                   "weight_grad_tiled_kernel<float, 1, 9>", "input_grad_kernel<float"):
         assert kernel in text
     for case in cs.bench_cases():
         assert f"| {case.key} (" in text

@@ -482,6 +482,7 @@ def forward_variant(g):
 
 kWgChannels = 8
 kWgTaps = 3
+kWgTapsOneChannel = 9
 kWgMaxWarps = 8
 kWgSharedWords = 48 * 1024 // 8
 
@@ -499,6 +500,8 @@ class WgTile:
     tiles_w: int = 0
     tiles_h: int = 0
     oc_blocks: int = 0
+    ocb: int = 0
+    tb: int = 0
     tiles: int = 0
 
 
@@ -529,19 +532,21 @@ def plan_weight_grad(g):
         tile_rows = int32(tdiv(g.rows.output + tiles_h - 1, tiles_h))
         rows = (tile_rows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1
         cols = (tile_cols - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1
-        gy_words = tile_rows * tile_cols * kWgChannels
+        one = g.out_channels_per_group() == 1
+        ocb, tb = (1, kWgTapsOneChannel) if one else (kWgChannels, kWgTaps)
+        gy_words = tile_rows * tile_cols * ocb
         if rows <= kWgSharedWords and cols <= kWgSharedWords and \
                 tdiv(rows * cols + 3, 4) * 4 + gy_words <= kWgSharedWords:
-            tap_groups = tdiv(ka + kWgTaps - 1, kWgTaps)
+            tap_groups = tdiv(ka + tb - 1, tb)
             warps = tap_groups if tap_groups < kWgMaxWarps else kWgMaxWarps
             patch_words = tdiv(rows * cols + 3, 4) * 4
             channels = min(tdiv(kWgMaxWarps, warps), g.in_channels_per_group())
             while channels > 1 and channels * patch_words + gy_words > kWgSharedWords:
                 channels -= 1
             c_blocks = tdiv(g.in_channels_per_group() + channels - 1, channels)
-            oc_blocks = tdiv(g.out_channels_per_group() + kWgChannels - 1, kWgChannels)
+            oc_blocks = tdiv(g.out_channels_per_group() + ocb - 1, ocb)
             t = WgTile(tile_rows, tile_cols, rows, cols, patch_words, warps, channels, c_blocks,
-                       tiles_w, tiles_h, oc_blocks, g.batch * tiles_h * tiles_w)
+                       tiles_w, tiles_h, oc_blocks, ocb, tb, g.batch * tiles_h * tiles_w)
             tap_chunks = tdiv(tap_groups + warps - 1, warps)
             base = g.groups * oc_blocks * c_blocks * tap_chunks
             tile_px = tile_rows * tile_cols
@@ -863,7 +868,7 @@ def weight_grad_kernel(grid, g, plan, input, grad_output, partial, grad_weight):
 
 def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, partial,
                              grad_weight):
-    OCB, TB = kWgChannels, kWgTaps
+    OCB, TB = t.ocb, t.tb  # the launcher's template choice
     in_w, in_h = int32(g.cols.input), int32(g.rows.input)
     out_w, out_h = int32(g.cols.output), int32(g.rows.output)
     kw_n = int32(g.cols.kernel)
@@ -1223,7 +1228,8 @@ def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
     plan = plan_weight_grad(g)
     notes.append(f"dw {'tiled' if plan.tiled else 'per filter'} chunks={plan.tap_chunks} "
                  f"slices={plan.slices}"
-                 + (f" channels={plan.tile.channels}" if plan.tiled else ""))
+                 + (f" {plan.tile.ocb}x{plan.tile.tb} channels={plan.tile.channels}"
+                    if plan.tiled else ""))
     gwt = Global.poisoned("grad_weight", w.numel())
     ws = Global.poisoned("workspace", weight_grad_workspace(g, plan))
     if attempt("weight_grad", lambda: launch_weight_grad(g, plan, Global("input", x),
@@ -1270,6 +1276,10 @@ def named_cases():
         # padding is negative
         C(1, 2, 3, 1, (5, 6), (2, 2), padding=(2, 3)),
         C(1, 3, 3, 3, (4, 9), (3, 2), padding=(3, 1), dilation=(1, 2), bias=False),
+        # one output channel per group with several input channels: the 1x9 weight gradient
+        # with 3 channels per block, and with 2 (5x5: 3 tap warps) and a 1-channel tail block
+        C(2, 6, 2, 2, (9, 13), (3, 3), padding=(1, 1)),
+        C(1, 3, 1, 1, (12, 11), (5, 5), padding=(2, 2)),
         # patches too large for the tiled kernels: direct forward, gather input gradient at
         # stride 1, the per-filter weight gradient
         C(1, 2, 4, 1, (230, 230), (3, 3), padding=(1, 1), dilation=(100, 100)),
@@ -1419,30 +1429,36 @@ def plant_cases():
 
 
 def run_planted(verbose=False):
-    """Each planted bug must make at least one emulated run fail. Returns the failures (bugs
-    that went unnoticed)."""
+    """Each planted bug must make at least one emulated run fail; one in a kernel with template
+    variants (the tiled weight gradient's 8x3 and 1x9) must do so in each variant. Returns the
+    bugs that went unnoticed."""
     global PLANT
     missed = []
     rng = np.random.default_rng(1)
+    one_channel = lambda c: c.cout // c.groups == 1  # noqa: E731  (the 1x9 variant's cases)
     for name, what in PLANTS.items():
-        PLANT = name
-        caught = None
-        try:
-            for case in plant_cases():
-                for cap, acc in ((GRID_CAP, 8), (3, 4)):
-                    _, fails = run_case(case, rng, grid_cap=cap, acc_size=acc,
-                                        forces=(None, "tiled84", "tiled14", "direct"))
-                    if fails:
-                        caught = f"{case} grid_cap={cap}: {fails[0]}"
+        groups = ([("1x9", one_channel), ("8x3", lambda c: not one_channel(c))]
+                  if name.startswith("wg-tiled") else [("", lambda c: True)])
+        for label, wanted in groups:
+            PLANT = name
+            caught = None
+            try:
+                for case in (c for c in plant_cases() if wanted(c)):
+                    for cap, acc in ((GRID_CAP, 8), (3, 4)):
+                        _, fails = run_case(case, rng, grid_cap=cap, acc_size=acc,
+                                            forces=(None, "tiled84", "tiled14", "direct"))
+                        if fails:
+                            caught = f"{case} grid_cap={cap}: {fails[0]}"
+                            break
+                    if caught:
                         break
-                if caught:
-                    break
-        finally:
-            PLANT = None
-        print(f"planted bug {name} ({what}): {'caught: ' + caught if caught else 'NOT CAUGHT'}"
-              if verbose or not caught else f"planted bug {name}: caught")
-        if not caught:
-            missed.append(name)
+            finally:
+                PLANT = None
+            tag = f"{name}{' [' + label + ']' if label else ''}"
+            print(f"planted bug {tag} ({what}): {'caught: ' + caught if caught else 'NOT CAUGHT'}"
+                  if verbose or not caught else f"planted bug {tag}: caught")
+            if not caught:
+                missed.append(tag)
     return missed
 
 

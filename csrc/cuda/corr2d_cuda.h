@@ -27,10 +27,12 @@ inline bool tiled_fits_int32(const Geometry& g) {
          g.output_plane() < lim && g.out_channels < lim;
 }
 
-// The tiled weight gradient (weight_grad_tiled_kernel): output channels per block, taps per
-// warp, warps per block at most.
+// The tiled weight gradient (weight_grad_tiled_kernel<T, OCB, TB>): output channels per block
+// and taps per warp, 8 x 3 in general and 1 x 9 for one output channel per group (depthwise,
+// single-channel), where 8 would leave 7 idle; warps per block at most.
 constexpr int kWgChannels = 8;
 constexpr int kWgTaps = 3;
+constexpr int kWgTapsOneChannel = 9;
 constexpr int kWgMaxWarps = 8;
 // Its shared memory, in words, sized for double so that the plan is the same for every dtype.
 constexpr int64_t kWgSharedWords = 48 * 1024 / 8;
@@ -47,7 +49,9 @@ struct WgTile {
   int64_t c_blocks;   // per group, of `channels`
   int64_t tiles_w;
   int64_t tiles_h;
-  int64_t oc_blocks;  // per group, of kWgChannels
+  int64_t oc_blocks;  // per group, of `ocb`
+  int ocb;            // output channels per block: kWgChannels, or 1
+  int tb;             // taps per warp: kWgTaps, or kWgTapsOneChannel
   int64_t tiles;      // batch * tiles_h * tiles_w: the length of the sum, in tiles
 };
 
@@ -61,7 +65,7 @@ struct WgTile {
 constexpr int kWeightGradTaps = 9;
 
 struct WeightGradPlan {
-  int64_t tap_chunks;  // tiled: ceil(kernel_area / (warps * kWgTaps)); else / kWeightGradTaps
+  int64_t tap_chunks;  // tiled: ceil(kernel_area / (warps * tb)); else / kWeightGradTaps
   int64_t slices;      // 1 means the blocks write grad_weight directly
   bool tiled;
   WgTile tile;
@@ -88,13 +92,16 @@ inline WeightGradPlan plan_weight_grad(const Geometry& g) {
     t.tile_rows = static_cast<int>((g.rows.output + tiles_h - 1) / tiles_h);
     const int64_t rows = (t.tile_rows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1;
     const int64_t cols = (t.tile_cols - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1;
-    const int64_t gy_words = int64_t{t.tile_rows} * t.tile_cols * kWgChannels;
+    const bool one = g.out_channels_per_group() == 1;
+    t.ocb = one ? 1 : kWgChannels;
+    t.tb = one ? kWgTapsOneChannel : kWgTaps;
+    const int64_t gy_words = int64_t{t.tile_rows} * t.tile_cols * t.ocb;
     if (rows <= kWgSharedWords && cols <= kWgSharedWords &&
         (rows * cols + 3) / 4 * 4 + gy_words <= kWgSharedWords) {
       t.patch_rows = static_cast<int>(rows);
       t.patch_cols = static_cast<int>(cols);
       t.patch_words = static_cast<int>((rows * cols + 3) / 4 * 4);
-      const int64_t tap_groups = (ka + kWgTaps - 1) / kWgTaps;
+      const int64_t tap_groups = (ka + t.tb - 1) / t.tb;
       t.warps = static_cast<int>(tap_groups < kWgMaxWarps ? tap_groups : kWgMaxWarps);
       // The warps left over take further input channels: each staged grad_output value then
       // serves them all (fewer re-reads of grad_output from L2), as shared memory allows.
@@ -105,7 +112,7 @@ inline WeightGradPlan plan_weight_grad(const Geometry& g) {
       t.c_blocks = (g.in_channels_per_group() + channels - 1) / channels;
       t.tiles_w = tiles_w;
       t.tiles_h = tiles_h;
-      t.oc_blocks = (g.out_channels_per_group() + kWgChannels - 1) / kWgChannels;
+      t.oc_blocks = (g.out_channels_per_group() + t.ocb - 1) / t.ocb;
       t.tiles = g.batch * tiles_h * tiles_w;
       const int64_t tap_chunks = (tap_groups + t.warps - 1) / t.warps;
       const int64_t base = g.groups * t.oc_blocks * t.c_blocks * tap_chunks;

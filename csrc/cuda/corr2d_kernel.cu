@@ -495,15 +495,15 @@ __global__ void __launch_bounds__(kThreads)
 // grad_output[n, oc, oh, ow] * input[n, c, oh * stride - padding + tap's offset], a product of
 // a (channels x pixels) and a (pixels x taps) matrix that is never formed.
 //
-// A block owns kWgChannels output channels of one group x tile.channels input channels x up to
-// tile.warps * kWgTaps taps (a "tap chunk"), and one slice of the sum: a contiguous run of
+// A block owns OCB output channels of one group x tile.channels input channels x up to
+// tile.warps * TB taps (a "tap chunk"), and one slice of the sum: a contiguous run of
 // output tiles of tile_rows x tile_cols pixels of one image each. For every tile it stages the
 // output channels' grad_output values (pixel-major, so a thread's 8 channels are two 16-byte
 // loads; each serves every input channel of the block) and, per input channel, the input patch
-// the tile's taps read. Warp w takes kWgTaps taps of one input channel; its lanes take the tile's
+// the tile's taps read. Warp w takes TB taps of one input channel; its lanes take the tile's
 // pixels 32 apart (stepping through the tile without a division), each lane accumulating
-// kWgChannels x kWgTaps sums in registers; every staged input value serves kWgChannels FMAs and
-// every grad_output value kWgTaps. At the end each warp adds its lanes with a fixed shuffle
+// OCB x TB sums in registers; every staged input value serves OCB FMAs and every grad_output
+// value TB. OCB x TB is 8 x 3, or 1 x 9 for one output channel per group. At the end each warp adds its lanes with a fixed shuffle
 // tree, and the slices' partial sums are added in slice order by sum_slices_kernel: no
 // atomics, the same bits on every run.
 //
@@ -512,15 +512,13 @@ __global__ void __launch_bounds__(kThreads)
 
 // At most 80 registers (3 blocks of 256 threads per SM; the usual 3-warp blocks of a 3x3
 // kernel fit 8 per SM): at 64 the 24 sums, 3 tap offsets and 8 grad_output values spill.
-template <typename T>
+template <typename T, int OCB, int TB>
 __global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ? 2 : 3)
     weight_grad_tiled_kernel(Geometry g, WeightGradPlan plan, WgTile t,
                              const T* __restrict__ input, const T* __restrict__ grad_output,
                              typename Acc<T>::type* __restrict__ partial,
                              T* __restrict__ grad_weight) {
   using acc_t = typename Acc<T>::type;
-  constexpr int OCB = kWgChannels;
-  constexpr int TB = kWgTaps;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   acc_t* staged_input = reinterpret_cast<acc_t*>(shared_bytes);
   acc_t* staged_gy = staged_input + t.channels * t.patch_words;  // [pixel][OCB]
@@ -784,12 +782,17 @@ void launch_weight_grad(const Geometry& g, const WeightGradPlan& plan, const T* 
   if (plan.tiled) {
     const WgTile& t = plan.tile;
     const int64_t blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices;
-    const int64_t bytes = (int64_t{t.channels} * t.patch_words +
-                           int64_t{t.tile_rows} * t.tile_cols * kWgChannels) *
-                          sizeof(acc_t);
-    weight_grad_tiled_kernel<T><<<grid_for(blocks, 1), 32 * t.warps * t.channels, bytes,
-                                  stream>>>(
-        g, plan, t, input, grad_output, partial, grad_weight);
+    const int64_t bytes =
+        (int64_t{t.channels} * t.patch_words + int64_t{t.tile_rows} * t.tile_cols * t.ocb) *
+        sizeof(acc_t);
+    const unsigned grid = grid_for(blocks, 1);
+    const int threads = 32 * t.warps * t.channels;
+    if (t.ocb == 1)
+      weight_grad_tiled_kernel<T, 1, kWgTapsOneChannel><<<grid, threads, bytes, stream>>>(
+          g, plan, t, input, grad_output, partial, grad_weight);
+    else
+      weight_grad_tiled_kernel<T, kWgChannels, kWgTaps><<<grid, threads, bytes, stream>>>(
+          g, plan, t, input, grad_output, partial, grad_weight);
   } else {
     const int64_t blocks = filters * plan.tap_chunks * plan.slices;
     weight_grad_kernel<T><<<grid_for(blocks, 1), kThreads, 0, stream>>>(
