@@ -129,7 +129,7 @@ def paths(case: Case, dtype: torch.dtype) -> list[str]:
     return out
 
 
-REQUIRED_PATHS = ["forward tiled 8x4", "forward tiled 1x4", "forward direct",
+REQUIRED_PATHS = ["forward tiled 8x4", "forward tiled 1x8", "forward direct",
                   "weight grad tiled 8x3", "weight grad tiled 1x9", "weight grad per filter",
                   "weight grad slices > 1", "weight grad slices = 1", "weight grad > 1 tap chunk",
                   "input grad flipped tiled", "input grad gather",
@@ -156,7 +156,7 @@ CASES = [
     Case("3->4 11x1", (2, 3, 30, 20), (4, 3, 11, 1), padding=(5, 0)),
     Case("4->8 5x5 (25 taps: 2 tap chunks of the 8x3 weight gradient)", (2, 4, 20, 20),
          (8, 4, 5, 5), padding=2),
-    # Tiled 1x4 (one input and one output channel per group).
+    # Tiled 1x8 (one output channel per group).
     Case("1->1 3x3 pad 1, 3 column tiles", (2, 1, 37, 300), (1, 1, 3, 3), padding=1,
          dtypes=ALL_DTYPES),
     Case("depthwise 8 ch 5x5 pad 2", (2, 8, 30, 33), (8, 1, 5, 5), padding=2, groups=8,

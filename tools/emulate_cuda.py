@@ -28,22 +28,29 @@ the CUDA lines):
   that order by construction).
 * __shfl_down_sync(0xffffffff, v, offset) asserts that all 32 lanes of each executing warp are
   active, and returns v[lane + offset] for lane + offset < 32, else the lane's own v.
-* The host side (plan_weight_grad, patch_of, tiled_shared_bytes, grid_for, the launchers'
-  choice of kernel) is transliterated with int64 wrap-around, so overflows show.
+* The host side (plan_weight_grad, tile_shape_for, tiled_shared_bytes, tiled_fits_int32,
+  transposed_geometry, grid_for, the launchers' choice of kernel) is transliterated with int64
+  wrap-around, so overflows show; the tiled kernels' 32-bit arithmetic is exact by the
+  launcher's tiled_fits_int32. 16-byte shared loads are checked for 16-byte alignment.
 * A shared read of a word no thread has written (still NaN) raises; the inputs are finite.
 
 What runs: the index helpers of corr2d.h against brute force (and against the compiled
 _C.axis_table when the extension imports); the launcher's shared-memory size on huge strides
-(host int64 checks); then 20 named and 40 random geometries (batch 1-2, groups incl.
-depthwise, channel tails, stride 1-3, padding 0-3, dilation 1-3, kernels 1x1 to 7x7, the
-direct fallback, weight-gradient slices 1-3), each twice: with grid_for's grid, and with the
-grid capped at 3 blocks so that every grid-stride loop turns. Each run emulates the forward
-four times (the launcher's choice for double, then tiled<8,2>, tiled<1,4> and direct forced),
-the input gradient, and the weight gradient (with sum_slices_kernel when the plan slices).
+(host int64 checks); then 28 named and 40 random geometries (batch 1-2, groups incl.
+depthwise, channel tails, narrow outputs, stride 1-3, padding 0-3 and past the kernel,
+dilation 1-3 and 100, kernels 1x1 to 7x7, the fallbacks, weight-gradient slices 1-3), each
+twice: with grid_for's grid and double's 8-byte staging, and with the grid capped at 3 blocks
+(so that every grid-stride loop turns) and float's 4-byte staging. Each run emulates the
+forward four times (the launcher's choice, then tiled<8,4>, tiled<1,8> and direct forced where
+they fit), the input gradient (the flipped weight through the tiled forward at stride 1, else
+the gather), and the weight gradient (tiled 8x3 or 1x9, or per filter; sum_slices_kernel when
+the plan slices). --planted then plants one bug at a time (PLANTS: at least one per kernel)
+and requires the emulation to fail.
 
 Run (from the repository root):
       .venv/bin/python tools/emulate_cuda.py            (everything, about a minute)
       .venv/bin/python tools/emulate_cuda.py --quick    (6 geometries, one grid)
+      .venv/bin/python tools/emulate_cuda.py --planted  (the planted bugs, about a minute)
       .venv/bin/python tools/emulate_cuda.py -v         (one line per run)
 Exit status 0 when every check passes. The emulation transliterates the CUDA source as it is:
 change it along with the kernels.
@@ -361,7 +368,7 @@ kThreads = 256
 kTileThreads = 256
 kChannelBlock = 8     # corr2d_cuda.h
 kPixels = 4
-kPixelsOneToOne = 4
+kPixelsOneToOne = 8
 kInputGradChannels = 4
 kWeightGradTaps = 9
 kSharedBytes = 48 * 1024
@@ -1084,9 +1091,9 @@ def try_forward_any_tiled(g, input, weight, bias, output, acc_size, grid_cap):
 
 
 def launch_forward(g, input, weight, bias, output, acc_size=8, grid_cap=GRID_CAP, force=None):
-    """Returns the kernel that ran. force: None (the launcher's choice), "tiled84" or "tiled14"
+    """Returns the kernel that ran. force: None (the launcher's choice), "tiled-block" or "tiled-one"
     (that variant whatever the channels, None when it cannot take the geometry), "direct"."""
-    forced = {"tiled84": (kChannelBlock, kPixels), "tiled14": (1, kPixelsOneToOne)}
+    forced = {"tiled-block": (kChannelBlock, kPixels), "tiled-one": (1, kPixelsOneToOne)}
     if force in forced:  # None when that variant cannot take this geometry
         OCB, PW = forced[force]
         if try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap):
@@ -1248,7 +1255,7 @@ def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
 def named_cases():
     C = Case
     return [
-        C(1, 1, 1, 1, (5, 5), (3, 3)),                                     # 1 -> 1, tiled<1,4>
+        C(1, 1, 1, 1, (5, 5), (3, 3)),                                     # 1 -> 1, tiled<1,8>
         C(1, 1, 1, 1, (20, 150), (3, 3), padding=(1, 1)),                  # 3x2 tiles of <1,4>
         C(2, 3, 5, 1, (7, 9), (3, 3), padding=(1, 1)),                     # OCB tail (5 of 8)
         C(1, 5, 17, 1, (11, 70), (3, 3), padding=(1, 1)),                  # 8+8+1, 2 tiles wide
@@ -1446,7 +1453,7 @@ def run_planted(verbose=False):
                 for case in (c for c in plant_cases() if wanted(c)):
                     for cap, acc in ((GRID_CAP, 8), (3, 4)):
                         _, fails = run_case(case, rng, grid_cap=cap, acc_size=acc,
-                                            forces=(None, "tiled84", "tiled14", "direct"))
+                                            forces=(None, "tiled-block", "tiled-one", "direct"))
                         if fails:
                             caught = f"{case} grid_cap={cap}: {fails[0]}"
                             break
@@ -1503,7 +1510,7 @@ def main(argv=None):
         # grid-stride loop (and the reuse of shared memory across a block's iterations) turns
         # (the first with double's 8-byte staging, the second with float's 4 bytes: the
         # launcher's choices and the shared layout differ)
-        forces = (None, "tiled84", "tiled14", "direct")
+        forces = (None, "tiled-block", "tiled-one", "direct")
         caps = (GRID_CAP,) if args.quick else (GRID_CAP, 3)
         for cap in caps:
             notes, fails = run_case(case, rng, grid_cap=cap, forces=forces,
@@ -1524,7 +1531,7 @@ def main(argv=None):
         float_choice[k] = float_choice.get(k, 0) + 1
     print(f"{len(cases)} geometries, {runs} runs (grid_for's cap"
           f"{'' if args.quick else ', then a cap of 3 blocks'}); each run: forward (the "
-          f"launcher's choice, then tiled<8,4>, tiled<1,4> and direct forced where they fit), "
+          f"launcher's choice, then tiled<8,4>, tiled<1,8> and direct forced where they fit), "
           f"input_grad (flipped weight through the tiled forward at stride 1, else the "
           f"gather), weight_grad")
     print(f"the launcher's forward kernel, per geometry: double {double_choice}, "
