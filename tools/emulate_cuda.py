@@ -428,11 +428,13 @@ def tile_shape_for(g, OCB, PW):
     want_tw = ceil_div(g.cols.output, PW)
     s.tw = want_tw if want_tw < 32 else 32
     s.tiles_w = ceil_div(g.cols.output, s.tw * PW)
-    th_max = tdiv(kTileThreads, s.tw)
+    # with channels to spare, rows for half the block only: the other half takes a second
+    # channel group, so each staged patch serves twice the channels
+    ocs_want = ceil_div(g.out_channels_per_group(), OCB)
+    th_max = tdiv(kTileThreads // 2 if ocs_want >= 2 else kTileThreads, s.tw)
     s.tiles_h = ceil_div(g.rows.output, th_max)
     s.th = int32(ceil_div(g.rows.output, s.tiles_h))
     ocs_max = tdiv(kTileThreads, s.tw * s.th)
-    ocs_want = ceil_div(g.out_channels_per_group(), OCB)
     s.ocs = ocs_want if ocs_want < ocs_max else ocs_max
     s.threads = s.tw * s.th * s.ocs
     s.oc_blocks = ceil_div(g.out_channels_per_group(), s.ocs * OCB)

@@ -98,19 +98,22 @@ struct TileShape {
 };
 
 // Host: the tile shape for an output, PW pixels per thread, OCB channels per thread group.
-// Rows of ceil(W_out / PW) threads (at most 32); then as many rows as fill 256 threads, evened
-// out over the tiles of a column; then channel groups for the threads left.
+// Rows of ceil(W_out / PW) threads (at most 32); then as many rows as fill 256 threads (128
+// when the group has channels for two thread groups), evened out over the tiles of a column;
+// then channel groups for the threads left.
 template <int OCB, int PW>
 TileShape tile_shape_for(const Geometry& g) {
   TileShape s{};
   const int64_t want_tw = ceil_div(g.cols.output, PW);
   s.tw = static_cast<int>(want_tw < 32 ? want_tw : 32);
   s.tiles_w = ceil_div(g.cols.output, int64_t{s.tw} * PW);
-  const int64_t th_max = kTileThreads / s.tw;
+  // With channels to spare, rows for half the block only: the other half takes a second
+  // channel group, so each staged patch serves twice the channels.
+  const int64_t ocs_want = ceil_div(g.out_channels_per_group(), OCB);
+  const int64_t th_max = (ocs_want >= 2 ? kTileThreads / 2 : kTileThreads) / s.tw;
   s.tiles_h = ceil_div(g.rows.output, th_max);
   s.th = static_cast<int>(ceil_div(g.rows.output, s.tiles_h));
   const int64_t ocs_max = kTileThreads / (s.tw * s.th);
-  const int64_t ocs_want = ceil_div(g.out_channels_per_group(), OCB);
   s.ocs = static_cast<int>(ocs_want < ocs_max ? ocs_want : ocs_max);
   s.threads = s.tw * s.th * s.ocs;
   s.oc_blocks = ceil_div(g.out_channels_per_group(), int64_t{s.ocs} * OCB);
