@@ -20,9 +20,9 @@ every float dtype), so an output element that no thread writes reads as NaN and 
 comparison. (Under compute-sanitizer the caching is off and memcheck watches instead.)
 
 Which path a case takes is worked out here from the geometry with the launchers' own rules in
-csrc/cuda/corr2d_kernel.cu and corr2d_cuda.h (tiled forward when the staged patch fits in 48 KiB
-of shared memory, the weight gradient's slice plan); if those rules change, update
-``forward_path`` and ``weight_grad_plan`` below. The run exits 2 when the chosen list no longer
+csrc/cuda/corr2d_kernel.cu and corr2d_cuda.h: the forward's and the stride-1 input gradient's
+tile shape and shared-memory fit come from tools/emulate_cuda.py's transliteration of the
+launcher (so they change with it), and so does the weight gradient's plan. The run exits 2 when the chosen list no longer
 covers every path, and 1, naming the case and the tensor, on any mismatch.
 """
 
@@ -43,10 +43,9 @@ import corr2d_ext
 # --------------------------------------------------------------------------------------------
 # The launchers' rules, in Python (see the module docstring).
 
-SHARED_BYTES = 48 * 1024  # kSharedBytes
-TILE_ROWS, TILE_COLS = 8, 32  # kTileRows, kTileCols
-WEIGHT_GRAD_TAPS = 9  # kWeightGradTaps
-TARGET_BLOCKS, MIN_SLICE_LENGTH = 512, 2048  # plan_weight_grad
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import emulate_cuda as em  # noqa: E402  (the launchers' host logic, transliterated)
+
 INPUT_GRAD_CHANNELS = 4  # kInputGradChannels
 
 
@@ -80,47 +79,62 @@ class Case:
                 (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
 
-def forward_path(case: Case, dtype: torch.dtype) -> str:
-    """launch_forward: the tiled kernel <OCB, PW> if its shared memory fits, else direct."""
-    cout, cin_g, kh, kw = case.weight
-    one_to_one = cin_g == 1 and cout // case.groups == 1
-    ocb, pw = (1, 4) if one_to_one else (8, 2)
-    (sh, sw), (dh, dw) = pair(case.stride), pair(case.dilation)
-    rows = (TILE_ROWS - 1) * sh + (kh - 1) * dh + 1
-    cols = (TILE_COLS * pw - 1) * sw + (kw - 1) * dw + 1
+def geometry(case: Case) -> "em.Geometry":
+    (n, cin, h, w), (o, cin_g, kh, kw) = case.input, case.weight
+    return em.make_geometry(case.input, case.weight, case.output_shape(), pair(case.stride),
+                            pair(case.padding), pair(case.dilation), case.groups)
+
+
+def tiled_path(g: "em.Geometry", dtype: torch.dtype) -> str | None:
+    """try_forward_any_tiled: "tiled OCBxPW" when the tiled kernel takes g, else None."""
+    ocb, pw = em.forward_variant(g)
+    shape = em.tile_shape_for(g, ocb, pw)
     acc_bytes = 8 if dtype == torch.float64 else 4
-    if (rows * cols + ocb * kh * kw) * acc_bytes <= SHARED_BYTES:
-        return f"forward tiled {ocb}x{pw}"
-    return "forward direct"
+    if em.tiled_fits_int32(g) and \
+            em.tiled_shared_bytes(g, shape, ocb, pw, acc_bytes) <= em.kSharedBytes:
+        return f"tiled {ocb}x{pw}"
+    return None
 
 
-def weight_grad_plan(case: Case) -> tuple[int, int]:
-    """plan_weight_grad: (tap chunks, slices)."""
-    cout, cin_g, kh, kw = case.weight
-    n, _, ho, wo = case.output_shape()
-    chunks = math.ceil(kh * kw / WEIGHT_GRAD_TAPS)
-    base = cout * cin_g * chunks
-    slices = min(math.ceil(TARGET_BLOCKS / base), math.ceil(n * ho * wo / MIN_SLICE_LENGTH))
-    return chunks, max(slices, 1)
+def forward_path(case: Case, dtype: torch.dtype) -> str:
+    """launch_forward: the tiled kernel <OCB, PW> if it takes the geometry, else direct."""
+    tiled = tiled_path(geometry(case), dtype)
+    return f"forward {tiled}" if tiled else "forward direct"
+
+
+def input_grad_path(case: Case, dtype: torch.dtype) -> str:
+    """launch_input_grad: at stride 1 the tiled forward on the flipped weight, else (or when
+    that does not fit) the gather kernel."""
+    g = geometry(case)
+    if em.input_grad_workspace(g) > 0 and tiled_path(em.transposed_geometry(g), dtype):
+        return "input grad flipped tiled"
+    return "input grad gather"
 
 
 def paths(case: Case, dtype: torch.dtype) -> list[str]:
-    chunks, slices = weight_grad_plan(case)
+    plan = em.plan_weight_grad(geometry(case))  # corr2d_cuda.h's plan_weight_grad
     out = [forward_path(case, dtype),
-           "weight grad slices > 1" if slices > 1 else "weight grad slices = 1"]
-    if chunks > 1:
-        out.append("weight grad > 9 taps")
-    cin_g = case.weight[1]
-    if cin_g % INPUT_GRAD_CHANNELS == 0:
-        out.append("input grad full channel blocks")
-    elif cin_g > INPUT_GRAD_CHANNELS:
-        out.append("input grad full + partial channel block")
+           f"weight grad tiled {plan.tile.ocb}x{plan.tile.tb}" if plan.tiled
+           else "weight grad per filter",
+           "weight grad slices > 1" if plan.slices > 1 else "weight grad slices = 1"]
+    if plan.tap_chunks > 1:
+        out.append("weight grad > 1 tap chunk")
+    out.append(input_grad_path(case, dtype))
+    if out[-1] == "input grad gather":
+        cin_g = case.weight[1]
+        if cin_g % INPUT_GRAD_CHANNELS == 0:
+            out.append("input grad gather full channel blocks")
+        elif cin_g > INPUT_GRAD_CHANNELS:
+            out.append("input grad gather full + partial channel block")
     return out
 
 
-REQUIRED_PATHS = ["forward tiled 8x2", "forward tiled 1x4", "forward direct",
-                  "weight grad slices > 1", "weight grad slices = 1", "weight grad > 9 taps",
-                  "input grad full channel blocks", "input grad full + partial channel block"]
+REQUIRED_PATHS = ["forward tiled 8x4", "forward tiled 1x8", "forward direct",
+                  "weight grad tiled 8x3", "weight grad tiled 1x9", "weight grad per filter",
+                  "weight grad slices > 1", "weight grad slices = 1", "weight grad > 1 tap chunk",
+                  "input grad flipped tiled", "input grad gather",
+                  "input grad gather full channel blocks",
+                  "input grad gather full + partial channel block"]
 
 f32, f64, f16, bf16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
 ALL_DTYPES = (f32, f64, f16, bf16)
@@ -139,8 +153,10 @@ CASES = [
     Case("8->16 depthwise multiplier 2, stride 2", (2, 8, 20, 20), (16, 1, 3, 3), stride=2,
          groups=8),
     Case("4->4 2x2 stride 3 (inputs no window reads)", (2, 4, 17, 19), (4, 4, 2, 2), stride=3),
-    Case("3->4 11x1 (2 tap chunks)", (2, 3, 30, 20), (4, 3, 11, 1), padding=(5, 0)),
-    # Tiled 1x4 (one input and one output channel per group).
+    Case("3->4 11x1", (2, 3, 30, 20), (4, 3, 11, 1), padding=(5, 0)),
+    Case("4->8 5x5 (25 taps: 2 tap chunks of the 8x3 weight gradient)", (2, 4, 20, 20),
+         (8, 4, 5, 5), padding=2),
+    # Tiled 1x8 (one output channel per group).
     Case("1->1 3x3 pad 1, 3 column tiles", (2, 1, 37, 300), (1, 1, 3, 3), padding=1,
          dtypes=ALL_DTYPES),
     Case("depthwise 8 ch 5x5 pad 2", (2, 8, 30, 33), (8, 1, 5, 5), padding=2, groups=8,
@@ -149,16 +165,16 @@ CASES = [
     Case("1->1 stride 3 (tiled in float32, direct in float64)", (1, 1, 50, 400), (1, 1, 3, 3),
          stride=3, dtypes=(f32, f64)),
     # Direct: the staged patch would exceed 48 KiB.
-    Case("6->8 stride 40 (direct)", (2, 6, 100, 130), (8, 6, 3, 3), stride=40, padding=1,
+    Case("6->8 stride 40 (tiled in float32: the tile fits the 3x4 output; direct in float64)", (2, 6, 100, 130), (8, 6, 3, 3), stride=40, padding=1,
          dtypes=(f32, f64)),
     Case("2->4 dilation 100 (direct)", (1, 2, 210, 215), (4, 2, 3, 3), dilation=100,
          dtypes=(f32, f16)),
-    Case("depthwise 4 ch stride 40 (direct)", (1, 4, 90, 90), (4, 1, 3, 3), stride=40,
+    Case("depthwise 4 ch stride 40 (tiled: a 3x3 output)", (1, 4, 90, 90), (4, 1, 3, 3), stride=40,
          groups=4),
     # Weight gradient: slices > 1 (a long sum, few filters; the last slice shorter) ...
     Case("1->1 3x3 on 253x251 (32 slices)", (1, 1, 253, 251), (1, 1, 3, 3), padding=1,
          dtypes=(f32, f64, bf16)),
-    Case("1->1 5x5 on 256x256 (3 tap chunks x 32 slices)", (1, 1, 256, 256), (1, 1, 5, 5),
+    Case("1->1 5x5 on 256x256 (1x9 weight gradient, sliced)", (1, 1, 256, 256), (1, 1, 5, 5),
          padding=2),
     # ... and slices = 1 because there are many filters.
     Case("32->32 3x3 on 48x48 (1024 filters, 1 slice)", (2, 32, 48, 48), (32, 32, 3, 3),
@@ -168,9 +184,12 @@ CASES = [
 SMALL_CASES = [
     Case("small: 12->4 groups 2 stride (2,1), 2 column tiles", (1, 12, 10, 70), (4, 6, 3, 3),
          stride=(2, 1), padding=1, groups=2),
-    Case("small: 1->1 5x5 (3 tap chunks x 2 slices)", (1, 1, 20, 140), (1, 1, 5, 5),
+    Case("small: 1->1 5x5 (1x9 weight gradient, sliced)", (1, 1, 20, 140), (1, 1, 5, 5),
          padding=2),
-    Case("small: 2->2 stride 40 (direct)", (1, 2, 50, 50), (2, 2, 3, 3), stride=40),
+    Case("small: 3->4 5x5 (2 tap chunks)", (1, 3, 12, 12), (4, 3, 5, 5), padding=2),
+    Case("small: 2->4 dilation 100 (direct)", (1, 2, 210, 215), (4, 2, 3, 3), dilation=100),
+    Case("small: 8->4 2x2 stride 3 (gather, full channel blocks)", (1, 8, 17, 19), (4, 8, 2, 2),
+         stride=3),
     Case("small: 16->32 3x3 (512 filters, 1 slice)", (1, 16, 12, 12), (32, 16, 3, 3),
          padding=1),
 ]

@@ -52,8 +52,16 @@ requires_cuda = pytest.mark.skipif(
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked slow are deselected (not skipped) unless asked for with -m slow, so that a
+    """Every test that needs CUDA (it carries requires_cuda, or lives in test_cuda.py) gets the
+    `cuda` marker, so that `pytest -m cuda tests` selects all of them wherever they are (GPU
+    check: bench/gpu_check.sh runs those first).
+
+    Tests marked slow are deselected (not skipped) unless asked for with -m slow, so that a
     plain run's skips are only the CUDA tests on a machine without a GPU."""
+    for item in items:
+        if item.path.name == "test_cuda.py" or any(
+                m is requires_cuda.mark for m in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.cuda)
     if "slow" in (config.getoption("markexpr") or ""):
         return
     slow = [item for item in items if "slow" in item.keywords]

@@ -28,22 +28,29 @@ the CUDA lines):
   that order by construction).
 * __shfl_down_sync(0xffffffff, v, offset) asserts that all 32 lanes of each executing warp are
   active, and returns v[lane + offset] for lane + offset < 32, else the lane's own v.
-* The host side (plan_weight_grad, patch_of, tiled_shared_bytes, grid_for, the launchers'
-  choice of kernel) is transliterated with int64 wrap-around, so overflows show.
+* The host side (plan_weight_grad, tile_shape_for, tiled_shared_bytes, tiled_fits_int32,
+  transposed_geometry, grid_for, the launchers' choice of kernel) is transliterated with int64
+  wrap-around, so overflows show; the tiled kernels' 32-bit arithmetic is exact by the
+  launcher's tiled_fits_int32. 16-byte shared loads are checked for 16-byte alignment.
 * A shared read of a word no thread has written (still NaN) raises; the inputs are finite.
 
 What runs: the index helpers of corr2d.h against brute force (and against the compiled
 _C.axis_table when the extension imports); the launcher's shared-memory size on huge strides
-(host int64 checks); then 20 named and 40 random geometries (batch 1-2, groups incl.
-depthwise, channel tails, stride 1-3, padding 0-3, dilation 1-3, kernels 1x1 to 7x7, the
-direct fallback, weight-gradient slices 1-3), each twice: with grid_for's grid, and with the
-grid capped at 3 blocks so that every grid-stride loop turns. Each run emulates the forward
-four times (the launcher's choice for double, then tiled<8,2>, tiled<1,4> and direct forced),
-the input gradient, and the weight gradient (with sum_slices_kernel when the plan slices).
+(host int64 checks); then 28 named and 40 random geometries (batch 1-2, groups incl.
+depthwise, channel tails, narrow outputs, stride 1-3, padding 0-3 and past the kernel,
+dilation 1-3 and 100, kernels 1x1 to 7x7, the fallbacks, weight-gradient slices 1-3), each
+twice: with grid_for's grid and double's 8-byte staging, and with the grid capped at 3 blocks
+(so that every grid-stride loop turns) and float's 4-byte staging. Each run emulates the
+forward four times (the launcher's choice, then tiled<8,4>, tiled<1,8> and direct forced where
+they fit), the input gradient (the flipped weight through the tiled forward at stride 1, else
+the gather), and the weight gradient (tiled 8x3 or 1x9, or per filter; sum_slices_kernel when
+the plan slices). --planted then plants one bug at a time (PLANTS: at least one per kernel)
+and requires the emulation to fail.
 
 Run (from the repository root):
       .venv/bin/python tools/emulate_cuda.py            (everything, about a minute)
       .venv/bin/python tools/emulate_cuda.py --quick    (6 geometries, one grid)
+      .venv/bin/python tools/emulate_cuda.py --planted  (the planted bugs, about a minute)
       .venv/bin/python tools/emulate_cuda.py -v         (one line per run)
 Exit status 0 when every check passes. The emulation transliterates the CUDA source as it is:
 change it along with the kernels.
@@ -358,12 +365,39 @@ def shfl_down_sync(v, offset, active, mask_bits=0xFFFFFFFF):
 # Host constants and helpers of corr2d_kernel.cu / corr2d_cuda.h.
 
 kThreads = 256
-kTileCols = 32
-kTileRows = 8
+kTileThreads = 256
+kChannelBlock = 8     # corr2d_cuda.h
+kPixels = 4
+kPixelsOneToOne = 8
 kInputGradChannels = 4
 kWeightGradTaps = 9
 kSharedBytes = 48 * 1024
 GRID_CAP = 1 << 20  # grid_for's cap
+INT32_LIM = (1 << 31) - 1
+
+# Planted bugs (--planted): each name breaks one kernel the way a plausible slip would; the
+# emulation must then report a failure. None: the kernels as written.
+PLANT = None
+PLANTS = {
+    "tiled-barrier": "forward_tiled_kernel: the barrier before a channel's staging left out",
+    "tiled-halo": "forward_tiled_kernel: the patch staged one column short",
+    "tiled-weight-layout": "forward_tiled_kernel: weights staged channel-major, read tap-major",
+    "direct-tap": "forward_direct_kernel: the last column tap skipped",
+    "flip": "flip_weight_kernel: taps not flipped along the columns",
+    "gather": "input_grad_kernel: the row tap's output index taken with the column's",
+    "weight-grad-slice": "weight_grad_kernel: each slice one term short",
+    "block-sum": "block_sum (weight_grad_kernel): the first shuffle step (offset 16) left out",
+    "wg-tiled-slice": "weight_grad_tiled_kernel: each slice one tile short",
+    "wg-tiled-shuffle": "weight_grad_tiled_kernel: the first shuffle step left out",
+    "wg-tiled-carry": "weight_grad_tiled_kernel: the pixel step's row carry left out",
+    "wg-tiled-channel": "weight_grad_tiled_kernel: every warp reads the first channel's patch",
+    "sum-slices": "sum_slices_kernel: the last slice left out",
+}
+
+
+def planted(name):
+    assert name in PLANTS
+    return PLANT == name
 
 
 def ceil_div(a, b):
@@ -375,47 +409,164 @@ def grid_for(work_items, per_block, cap=GRID_CAP):
     return blocks if blocks < cap else cap
 
 
-@dataclass(frozen=True)
-class Patch:
-    rows: int
-    cols: int
+@dataclass
+class TileShape:
+    tw: int = 0
+    th: int = 0
+    ocs: int = 0
+    threads: int = 0
+    patch_rows: int = 0
+    patch_cols: int = 0
+    patch_words: int = 0
+    tiles_w: int = 0
+    tiles_h: int = 0
+    oc_blocks: int = 0
 
 
-def patch_of(g, PW):
-    # int64 arithmetic, wrapped as on the host
-    return Patch(wrap64(wrap64((kTileRows - 1) * g.rows.stride)
-                        + wrap64((g.rows.kernel - 1) * g.rows.dilation) + 1),
-                 wrap64(wrap64((kTileCols * PW - 1) * g.cols.stride)
-                        + wrap64((g.cols.kernel - 1) * g.cols.dilation) + 1))
+def tile_shape_for(g, OCB, PW):
+    s = TileShape()
+    want_tw = ceil_div(g.cols.output, PW)
+    s.tw = want_tw if want_tw < 32 else 32
+    s.tiles_w = ceil_div(g.cols.output, s.tw * PW)
+    # with channels to spare, rows for half the block only: the other half takes a second
+    # channel group, so each staged patch serves twice the channels
+    ocs_want = ceil_div(g.out_channels_per_group(), OCB)
+    th_max = tdiv(kTileThreads // 2 if ocs_want >= 2 else kTileThreads, s.tw)
+    s.tiles_h = ceil_div(g.rows.output, th_max)
+    s.th = int32(ceil_div(g.rows.output, s.tiles_h))
+    ocs_max = tdiv(kTileThreads, s.tw * s.th)
+    s.ocs = ocs_want if ocs_want < ocs_max else ocs_max
+    s.threads = s.tw * s.th * s.ocs
+    s.oc_blocks = ceil_div(g.out_channels_per_group(), s.ocs * OCB)
+    return s
 
 
-def tiled_shared_bytes(g, OCB, PW, acc_size):
+def tiled_shared_bytes(g, s, OCB, PW, acc_size):
+    """Fills s's patch fields; returns the bytes, > kSharedBytes when the tile cannot fit."""
     max_words = kSharedBytes // acc_size
-    p = patch_of(g, PW)
-    if p.rows > max_words or p.cols > max_words:
+    rows = wrap64(wrap64((s.th - 1) * g.rows.stride) + wrap64((g.rows.kernel - 1) * g.rows.dilation)
+                  + 1)
+    cols = wrap64(wrap64((s.tw * PW - 1) * g.cols.stride)
+                  + wrap64((g.cols.kernel - 1) * g.cols.dilation) + 1)
+    if rows > max_words or cols > max_words or g.kernel_area() > max_words:
         return kSharedBytes + 1
-    return wrap64(wrap64(wrap64(p.rows * p.cols) + OCB * g.kernel_area()) * acc_size)
+    words = tdiv(rows * cols + 3, 4) * 4
+    bytes_ = (words + s.ocs * OCB * g.kernel_area()) * acc_size
+    if bytes_ > kSharedBytes:
+        return bytes_
+    s.patch_rows, s.patch_cols, s.patch_words = rows, cols, words
+    return bytes_
+
+
+def tiled_fits_int32(g):
+    lim = INT32_LIM
+
+    def axis_fits(a):
+        return (a.input < lim and a.output < lim and a.padding < lim // 4 and
+                a.padding > -(lim // 4) and a.output * a.stride < lim // 4 and
+                a.kernel * a.dilation < lim // 4)
+
+    return (axis_fits(g.rows) and axis_fits(g.cols) and g.input_plane() < lim and
+            g.output_plane() < lim and g.out_channels < lim)
+
+
+def transposed_geometry(g):
+    def axis(a):
+        return Axis(a.output, a.input, a.kernel, 1, (a.kernel - 1) * a.dilation - a.padding,
+                    a.dilation)
+
+    return Geometry(g.batch, g.out_channels, g.in_channels, g.groups, axis(g.rows), axis(g.cols))
+
+
+def input_grad_workspace(g):
+    if g.rows.stride != 1 or g.cols.stride != 1:
+        return 0
+    return g.in_channels * g.out_channels_per_group() * g.kernel_area()
+
+
+def forward_variant(g):
+    """try_forward_any_tiled's template choice: (OCB, PW)."""
+    return (1, kPixelsOneToOne) if g.out_channels_per_group() == 1 else (kChannelBlock, kPixels)
+
+
+kWgChannels = 8
+kWgTaps = 3
+kWgTapsOneChannel = 9
+kWgMaxWarps = 8
+kWgSharedWords = 48 * 1024 // 8
+
+
+@dataclass(frozen=True)
+class WgTile:
+    tile_rows: int = 0
+    tile_cols: int = 0
+    patch_rows: int = 0
+    patch_cols: int = 0
+    patch_words: int = 0
+    warps: int = 0
+    channels: int = 0
+    c_blocks: int = 0
+    tiles_w: int = 0
+    tiles_h: int = 0
+    oc_blocks: int = 0
+    ocb: int = 0
+    tb: int = 0
+    tiles: int = 0
 
 
 @dataclass(frozen=True)
 class WeightGradPlan:
     tap_chunks: int
     slices: int
+    tiled: bool = False
+    tile: WgTile = WgTile()
 
 
 def plan_weight_grad(g):
+    kTargetBlocks, kMinSliceLength = 512, 2048
+    sum_length = g.batch * g.output_plane()
+
+    def slices_for(base, max_slices):
+        slices = tdiv(kTargetBlocks + base - 1, base)
+        if slices > max_slices:
+            slices = max_slices
+        return 1 if slices < 1 else slices
+
+    if tiled_fits_int32(g):
+        ka = g.kernel_area()
+        tiles_w = tdiv(g.cols.output + 31, 32)
+        tile_cols = int32(tdiv(g.cols.output + tiles_w - 1, tiles_w))
+        rows_max = tdiv(256, tile_cols)
+        tiles_h = tdiv(g.rows.output + rows_max - 1, rows_max)
+        tile_rows = int32(tdiv(g.rows.output + tiles_h - 1, tiles_h))
+        rows = (tile_rows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1
+        cols = (tile_cols - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1
+        one = g.out_channels_per_group() == 1
+        ocb, tb = (1, kWgTapsOneChannel) if one else (kWgChannels, kWgTaps)
+        gy_words = tile_rows * tile_cols * ocb
+        if rows <= kWgSharedWords and cols <= kWgSharedWords and \
+                tdiv(rows * cols + 3, 4) * 4 + gy_words <= kWgSharedWords:
+            tap_groups = tdiv(ka + tb - 1, tb)
+            warps = tap_groups if tap_groups < kWgMaxWarps else kWgMaxWarps
+            patch_words = tdiv(rows * cols + 3, 4) * 4
+            channels = min(tdiv(kWgMaxWarps, warps), g.in_channels_per_group())
+            while channels > 1 and channels * patch_words + gy_words > kWgSharedWords:
+                channels -= 1
+            c_blocks = tdiv(g.in_channels_per_group() + channels - 1, channels)
+            oc_blocks = tdiv(g.out_channels_per_group() + ocb - 1, ocb)
+            t = WgTile(tile_rows, tile_cols, rows, cols, patch_words, warps, channels, c_blocks,
+                       tiles_w, tiles_h, oc_blocks, ocb, tb, g.batch * tiles_h * tiles_w)
+            tap_chunks = tdiv(tap_groups + warps - 1, warps)
+            base = g.groups * oc_blocks * c_blocks * tap_chunks
+            tile_px = tile_rows * tile_cols
+            min_tiles = tdiv(kMinSliceLength + tile_px - 1, tile_px)
+            return WeightGradPlan(tap_chunks, slices_for(base, tdiv(t.tiles + min_tiles - 1,
+                                                                     min_tiles)), True, t)
     filters = g.out_channels * g.in_channels_per_group()
     tap_chunks = tdiv(g.kernel_area() + kWeightGradTaps - 1, kWeightGradTaps)
-    sum_length = g.batch * g.output_plane()
-    kTargetBlocks, kMinSliceLength = 512, 2048
     base = filters * tap_chunks
-    slices = tdiv(kTargetBlocks + base - 1, base)
-    max_slices = tdiv(sum_length + kMinSliceLength - 1, kMinSliceLength)
-    if slices > max_slices:
-        slices = max_slices
-    if slices < 1:
-        slices = 1
-    return WeightGradPlan(tap_chunks, slices)
+    return WeightGradPlan(tap_chunks, slices_for(base, tdiv(sum_length + kMinSliceLength - 1,
+                                                            kMinSliceLength)))
 
 
 def weight_grad_workspace(g, plan):
@@ -425,48 +576,59 @@ def weight_grad_workspace(g, plan):
 
 
 # ---------------------------------------------------------------------------------------------
-# forward_tiled_kernel<T, OCB, PW>: blockDim (32, 8), dynamic shared memory.
+# forward_tiled_kernel<T, OCB, PW>: 1-D blocks of TileShape's threads rounded up to 32, dynamic
+# shared memory.
 
 
-def forward_tiled_kernel(OCB, PW, grid, shared_bytes, acc_size, g, patch, input, weight, bias,
-                         output):
-    rows, cols = g.rows, g.cols
+def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, input, weight,
+                         bias, output):
+    in_w, in_h = int32(g.cols.input), int32(g.rows.input)
+    out_w, out_h = int32(g.cols.output), int32(g.rows.output)
+    kh_n, kw_n = int32(g.rows.kernel), int32(g.cols.kernel)
+    ka = kh_n * kw_n
     cin_g = g.in_channels_per_group()
-    cout_g = g.out_channels_per_group()
-    ka = g.kernel_area()
-    oc_blocks = tdiv(cout_g + OCB - 1, OCB)
-    tiles_h = tdiv(rows.output + kTileRows - 1, kTileRows)
-    tiles_w = tdiv(cols.output + kTileCols * PW - 1, kTileCols * PW)
-    n_blocks = g.batch * g.groups * oc_blocks * tiles_h * tiles_w
-    patch_size = int32(wrap64(patch.rows * patch.cols))  # static_cast<int>(int64 product)
+    cout_g = int32(g.out_channels_per_group())
+    oct_ = s.ocs * OCB
+    n_blocks = g.batch * g.groups * s.oc_blocks * s.tiles_h * s.tiles_w
+    vec = 16 // acc_size  # words per 16-byte weight load
+    pc = s.patch_cols
+    staged_cols = s.patch_cols - 1 if planted("tiled-halo") else s.patch_cols
 
     for blockIdx in range(grid):
-        blk = Block(kThreads, tdiv(shared_bytes, acc_size))
-        threadIdx_x = blk.tid % kTileCols  # blockDim = (32, 8): x varies fastest
-        threadIdx_y = blk.tid // kTileCols
-        tid = threadIdx_y * kTileCols + threadIdx_x
-        staged_input = 0  # word offsets into the one extern shared buffer
-        staged_weight = staged_input + wrap64(patch.rows * patch.cols)
+        blk = Block(threads, tdiv(shared_bytes, acc_size))
+        tid = blk.tid
+        lane, warp, warps = tid % 32, tid // 32, threads // 32
+        os_ = tdiv(tid, s.tw * s.th)
+        ty = tmod(tdiv(tid, s.tw), s.th)
+        tx = tmod(tid, s.tw)
+        x_step = s.tw * int32(g.cols.stride)
+        x_base = ty * int32(g.rows.stride) * pc + tx * int32(g.cols.stride)
+        row_step = int32(g.rows.dilation) * pc
+        col_step = int32(g.cols.dilation)
+        staged_input, staged_weight = 0, s.patch_words
 
         b = blockIdx
         while b < n_blocks:
-            tw = tmod(b, tiles_w)
-            th = tmod(tdiv(b, tiles_w), tiles_h)
-            ocb = tmod(tdiv(b, tiles_w * tiles_h), g.groups * oc_blocks)
-            n = tdiv(b, tiles_w * tiles_h * g.groups * oc_blocks)
-            group = tdiv(ocb, oc_blocks)
-            oc0 = group * cout_g + tmod(ocb, oc_blocks) * OCB
-            oc_count = min64(OCB, group * cout_g + cout_g - oc0)
-            oh0 = th * kTileRows
-            ow0 = tw * kTileCols * PW
-            ih0 = rows.input_index(oh0, 0)
-            iw0 = cols.input_index(ow0, 0)
-            oh = oh0 + threadIdx_y
+            tw_i = tmod(b, s.tiles_w)
+            th_i = tmod(tdiv(b, s.tiles_w), s.tiles_h)
+            gob = tmod(tdiv(b, s.tiles_w * s.tiles_h), g.groups * s.oc_blocks)
+            n = tdiv(b, s.tiles_w * s.tiles_h * g.groups * s.oc_blocks)
+            group = tdiv(gob, s.oc_blocks)
+            oc_base = int32(tmod(gob, s.oc_blocks)) * oct_
+            oc_count = min(oct_, cout_g - oc_base)
+            oh0 = int32(th_i) * s.th
+            ow0 = int32(tw_i) * s.tw * PW
+            ih0 = oh0 * int32(g.rows.stride) - int32(g.rows.padding)
+            iw0 = ow0 * int32(g.cols.stride) - int32(g.cols.padding)
+            oh = oh0 + ty
+            computes = (tid < s.threads) & (oh < out_h) & (os_ * OCB < oc_count)
 
-            acc = np.zeros((OCB, PW, kThreads))
+            acc = np.zeros((OCB, PW, threads))
             for j in range(OCB):
-                if bias is not None and j < oc_count:
-                    b0 = bias.load(np.full(kThreads, oc0 + j), blk.all)
+                jb = os_ * OCB + j
+                have = computes & (jb < oc_count)
+                if bias is not None:
+                    b0 = where(have, bias.load(group * cout_g + oc_base + jb, have), 0.0)
                 else:
                     b0 = 0.0
                 for p in range(PW):
@@ -474,51 +636,71 @@ def forward_tiled_kernel(OCB, PW, grid, shared_bytes, acc_size, g, patch, input,
 
             for c in range(cin_g):
                 plane = g.input_offset(n, g.first_input_channel(group) + c)
-                blk.syncthreads(blk.all)  # line 147
-                # for (int i = tid; i < patch_size; i += kThreads): rounds
-                i = tid.copy()
+                w_src = g.weight_offset(group * cout_g + oc_base, c)
+                if not (planted("tiled-barrier") and c > 0):
+                    blk.syncthreads(blk.all)
+                # the patch: for (r = warp; r < patch_rows; r += warps)
+                #              for (col = lane; col < patch_cols; col += 32)
+                r = warp.copy()
                 while True:
-                    m = i < patch_size
-                    if not m.any():
+                    mr = r < s.patch_rows
+                    if not mr.any():
                         break
-                    ih = ih0 + tdiv(i, patch.cols)
-                    iw = iw0 + tmod(i, patch.cols)
-                    inside = (ih >= 0) & (ih < rows.input) & (iw >= 0) & (iw < cols.input)
-                    v = where(inside, input.load(plane + ih * cols.input + iw, m & inside), 0.0)
-                    blk.swrite(staged_input + i, v, m)
-                    i = i + kThreads
-                i = tid.copy()
+                    ih = ih0 + r
+                    row_inside = (ih >= 0) & (ih < in_h)
+                    src = plane + where(row_inside, ih, 0) * in_w
+                    col = lane.copy()
+                    while True:
+                        mc = mr & (col < staged_cols)
+                        if not mc.any():
+                            break
+                        iw = iw0 + col
+                        ok = mc & row_inside & (iw >= 0) & (iw < in_w)
+                        v = where(ok, input.load(src + iw, ok), 0.0)
+                        blk.swrite(staged_input + r * pc + col, v, mc)
+                        col = col + 32
+                    r = r + warps
+                # the weights, tap-major: for (tap = warp; ...) for (j = lane; j < oct; ...)
+                tap = warp.copy()
                 while True:
-                    m = i < oc_count * ka
-                    if not m.any():
+                    mt = tap < ka
+                    if not mt.any():
                         break
-                    j = tdiv(i, ka)
-                    v = weight.load(g.weight_offset(oc0 + j, c) + tmod(i, ka), m)
-                    blk.swrite(staged_weight + i, v, m)
-                    i = i + kThreads
-                blk.syncthreads(blk.all)  # line 158
-                active = oh < rows.output
-                for kh in range(rows.kernel):
-                    patch_row = staged_input + (threadIdx_y * rows.stride
-                                                + kh * rows.dilation) * patch.cols
-                    for kw in range(cols.kernel):
-                        x = [blk.sread(patch_row + (threadIdx_x + p * kTileCols) * cols.stride
-                                       + kw * cols.dilation, active) for p in range(PW)]
+                    j = lane.copy()
+                    while True:
+                        mj = mt & (j < oct_)
+                        if not mj.any():
+                            break
+                        real = mj & (j < oc_count)
+                        v = where(real, weight.load(w_src + j * cin_g * ka + tap, real), 0.0)
+                        dst = (j * ka + tap) if planted("tiled-weight-layout") else (tap * oct_ + j)
+                        blk.swrite(staged_weight + dst, v, mj)
+                        j = j + 32
+                    tap = tap + warps
+                blk.syncthreads(blk.all)
+                # the taps
+                for kh in range(kh_n):
+                    for kw in range(kw_n):
+                        x_col = staged_input + x_base + kh * row_step + kw * col_step
+                        x = [blk.sread(x_col + p * x_step, computes) for p in range(PW)]
+                        w_tap = staged_weight + os_ * OCB + (kh * kw_n + kw) * oct_
+                        if OCB % vec == 0:  # 16-byte loads need 16-byte aligned addresses
+                            bad = computes & ((w_tap * acc_size) % 16 != 0)
+                            if bad.any():
+                                raise EmulationError("a 16-byte weight load from an address "
+                                                     "that is not 16-byte aligned")
                         for j in range(OCB):
-                            if j < oc_count:
-                                w = blk.sread(np.full(kThreads, staged_weight + j * ka
-                                                      + kh * cols.kernel + kw), active)
-                                for p in range(PW):
-                                    acc[j, p] = where(active, acc[j, p] + w * x[p], acc[j, p])
+                            w = blk.sread(w_tap + j, computes)
+                            for p in range(PW):
+                                acc[j, p] = where(computes, acc[j, p] + w * x[p], acc[j, p])
 
-            active = oh < rows.output
             for j in range(OCB):
-                if j >= oc_count:
-                    break
-                out_row = g.output_offset(n, oc0 + j) + oh * cols.output
+                jb = os_ * OCB + j
+                mj = computes & (jb < oc_count)  # the loop's break, per thread
+                out_row = g.output_offset(n, group * cout_g + oc_base + jb) + oh * out_w
                 for p in range(PW):
-                    ow = ow0 + threadIdx_x + p * kTileCols
-                    output.store(out_row + ow, acc[j, p], active & (ow < cols.output))
+                    ow = ow0 + tx + p * s.tw
+                    output.store(out_row + ow, acc[j, p], mj & (ow < out_w))
             b += grid
 
 
@@ -548,7 +730,7 @@ def forward_direct_kernel(grid, block, g, input, weight, bias, output):
             for kh in range(rows.kernel):  # for (kh = kh0; kh < kh1; ++kh), per thread
                 mh = m & (kh >= kh0) & (kh < kh1)
                 in_row = plane + rows.input_index(oh, kh) * cols.input
-                for kw in range(cols.kernel):
+                for kw in range(cols.kernel - (1 if planted("direct-tap") else 0)):
                     mw = mh & (kw >= kw0) & (kw < kw1)
                     prod = weight.load(w + kh * cols.kernel + kw, mw) * \
                         input.load(in_row + cols.input_index(ow, kw), mw)
@@ -585,7 +767,7 @@ def input_grad_kernel(ICB, grid, block, g, grad_output, weight, grad_input):
             oh = rows.output_index(ih, kh)
             mh = m & ~(oh < 0)  # if (oh < 0) continue;
             for kw in range(cols.kernel):
-                ow = cols.output_index(iw, kw)
+                ow = cols.output_index(iw, kh if planted("gather") and kh < cols.kernel else kw)
                 mw = mh & ~(ow < 0)
                 # for (oc = group * cout_g; oc < (group + 1) * cout_g; ++oc): the bounds differ
                 # between threads only through group, so loop over the offset within the group
@@ -610,7 +792,7 @@ def block_sum(blk, v, scratch):
     """block_sum(v, scratch): returns the per-thread v; thread 0's is the block's sum."""
     lane = blk.tid % 32
     warp = blk.tid // 32
-    offset = 16
+    offset = 8 if planted("block-sum") else 16
     while offset > 0:
         v = v + shfl_down_sync(v, offset, blk.all)
         offset //= 2
@@ -657,6 +839,8 @@ def weight_grad_kernel(grid, g, plan, input, grad_output, partial, grad_weight):
             acc = np.zeros((kWeightGradTaps, kThreads))
 
             r_end = min64(sum_length, (slice_ + 1) * slice_length)
+            if planted("weight-grad-slice"):
+                r_end -= 1
             r = slice_ * slice_length + threadIdx_x
             while True:
                 m = r < r_end
@@ -688,6 +872,159 @@ def weight_grad_kernel(grid, g, plan, input, grad_output, partial, grad_weight):
             b += grid
 
 
+# weight_grad_tiled_kernel<T>: 1-D blocks of 32 x tile.warps threads, dynamic shared memory.
+
+
+def weight_grad_tiled_kernel(grid, acc_size, g, plan, t, input, grad_output, partial,
+                             grad_weight):
+    OCB, TB = t.ocb, t.tb  # the launcher's template choice
+    in_w, in_h = int32(g.cols.input), int32(g.rows.input)
+    out_w, out_h = int32(g.cols.output), int32(g.rows.output)
+    kw_n = int32(g.cols.kernel)
+    ka = int32(g.kernel_area())
+    cin_g = g.in_channels_per_group()
+    cout_g = int32(g.out_channels_per_group())
+    sh, sw = int32(g.rows.stride), int32(g.cols.stride)
+    tile_px = t.tile_rows * t.tile_cols
+    n_blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices
+    slice_tiles = tdiv(t.tiles + plan.slices - 1, plan.slices)
+    threads = 32 * t.warps * t.channels
+    shared_words = t.channels * t.patch_words + tile_px * OCB
+    vec = 16 // acc_size
+
+    for blockIdx in range(grid):
+        blk = Block(threads, shared_words)
+        tid = blk.tid
+        lane, warp = tid % 32, tid // 32
+        staged_input, staged_gy = 0, t.channels * t.patch_words
+        warp_taps, warp_c = warp % t.warps, warp // t.warps
+        row0, col0 = lane // t.tile_cols, lane % t.tile_cols
+        row_step, col_step = 32 // t.tile_cols, 32 % t.tile_cols
+        b = blockIdx
+        while b < n_blocks:
+            slice_ = tmod(b, plan.slices)
+            chunk = tmod(tdiv(b, plan.slices), plan.tap_chunks)
+            c_block = tmod(tdiv(b, plan.slices * plan.tap_chunks), t.c_blocks)
+            gob = tdiv(b, plan.slices * plan.tap_chunks * t.c_blocks)
+            c0 = c_block * t.channels
+            c_count = int32(min(t.channels, cin_g - c0))
+            c = c0 + warp_c
+            c_inside = warp_c < c_count
+            group = tdiv(gob, t.oc_blocks)
+            oc_base = int32(tmod(gob, t.oc_blocks)) * OCB
+            oc_count = min(OCB, cout_g - oc_base)
+            tap0 = (int32(chunk) * t.warps + warp_taps) * TB
+            tap_off = []
+            for i in range(TB):
+                tap = where(tap0 + i < ka, tap0 + i, 0)
+                tap_off.append(tdiv(tap, kw_n) * int32(g.rows.dilation) * t.patch_cols
+                               + tmod(tap, kw_n) * int32(g.cols.dilation))
+            acc = np.zeros((OCB, TB, threads))
+
+            tile_end = min64(t.tiles, (slice_ + 1) * slice_tiles)
+            if planted("wg-tiled-slice"):
+                tile_end -= 1
+            tile = slice_ * slice_tiles
+            while tile < tile_end:
+                tw_i = tmod(tile, t.tiles_w)
+                th_i = tmod(tdiv(tile, t.tiles_w), t.tiles_h)
+                n = tdiv(tile, t.tiles_w * t.tiles_h)
+                oh0, ow0 = int32(th_i) * t.tile_rows, int32(tw_i) * t.tile_cols
+                rows_valid = min(t.tile_rows, out_h - oh0)
+                cols_valid = min(t.tile_cols, out_w - ow0)
+                ih0 = oh0 * sh - int32(g.rows.padding)
+                iw0 = ow0 * sw - int32(g.cols.padding)
+                gy_plane = g.output_offset(n, group * cout_g + oc_base)
+                blk.syncthreads(blk.all)
+                for ci in range(c_count):
+                    plane = g.input_offset(n, g.first_input_channel(group) + c0 + ci)
+                    r = warp.copy()
+                    while True:  # the patch of input channel c0 + ci
+                        mr = r < t.patch_rows
+                        if not mr.any():
+                            break
+                        ih = ih0 + r
+                        row_inside = (ih >= 0) & (ih < in_h)
+                        src = plane + where(row_inside, ih, 0) * in_w
+                        col = lane.copy()
+                        while True:
+                            mc = mr & (col < t.patch_cols)
+                            if not mc.any():
+                                break
+                            iw = iw0 + col
+                            ok = mc & row_inside & (iw >= 0) & (iw < in_w)
+                            blk.swrite(staged_input + ci * t.patch_words + r * t.patch_cols + col,
+                                       where(ok, input.load(src + iw, ok), 0.0), mc)
+                            col = col + 32
+                        r = r + threads // 32
+                r = warp.copy()
+                while True:  # grad_output, pixel-major
+                    mr = r < t.tile_rows
+                    if not mr.any():
+                        break
+                    col = lane.copy()
+                    while True:
+                        mc = mr & (col < t.tile_cols)
+                        if not mc.any():
+                            break
+                        dst = staged_gy + (r * t.tile_cols + col) * OCB
+                        inside = mc & (r < rows_valid) & (col < cols_valid)
+                        at = (oh0 + r) * out_w + ow0 + col
+                        for j in range(OCB):
+                            ok = inside & (j < oc_count)
+                            v = where(ok, grad_output.load(gy_plane + j * g.output_plane() + at,
+                                                           ok), 0.0)
+                            blk.swrite(dst + j, v, mc)
+                        col = col + 32
+                    r = r + threads // 32
+                blk.syncthreads(blk.all)
+                active = (tap0 < ka) & c_inside
+                patch = staged_input + (0 if planted("wg-tiled-channel") else warp_c) * t.patch_words
+                row, col = row0.copy(), col0.copy()
+                p = lane.copy()
+                while True:
+                    mp = active & (p < tile_px)
+                    if not mp.any():
+                        break
+                    valid = mp & (row < rows_valid) & (col < cols_valid)
+                    x_at = patch + row * sh * t.patch_cols + col * sw
+                    x = [blk.sread(x_at + tap_off[i], valid) for i in range(TB)]
+                    g_at = staged_gy + p * OCB
+                    if ((g_at * acc_size) % 16 != 0)[valid].any() and OCB % vec == 0:
+                        raise EmulationError("a 16-byte grad_output load from an address that "
+                                             "is not 16-byte aligned")
+                    for j in range(OCB):
+                        gyv = blk.sread(g_at + j, valid)
+                        for i in range(TB):
+                            acc[j, i] = where(valid, acc[j, i] + gyv * x[i], acc[j, i])
+                    col = col + col_step
+                    row = row + row_step
+                    carry = col >= t.tile_cols
+                    col = where(carry, col - t.tile_cols, col)
+                    row = where(carry & (not planted("wg-tiled-carry")), row + 1, row)
+                    p = p + 32
+                tile += 1
+
+            for j in range(OCB):
+                for i in range(TB):
+                    offset = 8 if planted("wg-tiled-shuffle") else 16
+                    v = acc[j, i]
+                    while offset > 0:
+                        v = v + shfl_down_sync(v, offset, blk.all)
+                        offset //= 2
+                    acc[j, i] = v
+            for j in range(OCB):
+                for i in range(TB):
+                    m = (lane == 0) & c_inside & (j < oc_count) & (tap0 + i < ka)
+                    oc = group * cout_g + oc_base + j
+                    e = (oc * cin_g + c) * ka + tap0 + i
+                    if plan.slices == 1:
+                        grad_weight.store(e, acc[j, i], m)
+                    else:
+                        partial.store(e * plan.slices + slice_, acc[j, i], m)
+            b += grid
+
+
 def sum_slices_kernel(grid, block, elements, slices, partial, grad_weight):
     e = np.arange(grid * block, dtype=np.int64)
     while True:
@@ -695,7 +1032,7 @@ def sum_slices_kernel(grid, block, elements, slices, partial, grad_weight):
         if not m.any():
             break
         s_ = np.zeros(e.size)
-        for s in range(slices):
+        for s in range(slices - (1 if planted("sum-slices") else 0)):
             s_ = where(m, s_ + partial.load(e * slices + s, m), s_)
         grad_weight.store(e, s_, m)
         e = e + grid * block
@@ -704,59 +1041,109 @@ def sum_slices_kernel(grid, block, elements, slices, partial, grad_weight):
 # ---------------------------------------------------------------------------------------------
 # Launchers. acc_size is sizeof(Acc<T>::type): 8 for double, 4 for float/half/bfloat16; it only
 # decides the tiled/direct choice and the shared size (the arithmetic here is float64).
-# force: None (the launcher's own choice), "tiled82", "tiled14" or "direct". grid_cap lowers
-# grid_for's cap to make the grid-stride loops take several turns on small problems.
+# grid_cap lowers grid_for's cap to make the grid-stride loops take several turns on small
+# problems.
+
+
+def flip_weight_kernel(grid, block, g, weight, flipped):
+    cin_g = g.in_channels_per_group()
+    cout_g = g.out_channels_per_group()
+    kh_n, kw_n, ka = g.rows.kernel, g.cols.kernel, g.kernel_area()
+    total = g.in_channels * cout_g * ka
+    e = np.arange(grid * block, dtype=np.int64)
+    while True:
+        m = e < total
+        if not m.any():
+            break
+        kw = tmod(e, kw_n)
+        kh = tmod(tdiv(e, kw_n), kh_n)
+        o = tmod(tdiv(e, ka), cout_g)
+        c = tdiv(e, ka * cout_g)
+        group = tdiv(c, cin_g)
+        src_kw = kw if planted("flip") else (kw_n - 1 - kw)
+        src = ((group * cout_g + o) * cin_g + tmod(c, cin_g)) * ka + (kh_n - 1 - kh) * kw_n + src_kw
+        flipped.store(e, weight.load(src, m), m)
+        e = e + grid * block
 
 
 def try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap, force=False):
-    bytes_ = tiled_shared_bytes(g, OCB, PW, acc_size)
+    if not tiled_fits_int32(g):
+        if force:
+            raise EmulationError("forced the tiled kernel on a geometry whose indices need "
+                                 "64 bits")
+        return False
+    s = tile_shape_for(g, OCB, PW)
+    bytes_ = tiled_shared_bytes(g, s, OCB, PW, acc_size)
     if bytes_ > kSharedBytes and not force:
         return False
-    if bytes_ < 0:
-        raise EmulationError(f"tiled_shared_bytes overflowed int64: {bytes_}; the launch would "
-                             "ask for that many bytes of shared memory")
-    oc_blocks = ceil_div(g.out_channels_per_group(), OCB)
-    tiles = ceil_div(g.rows.output, kTileRows) * ceil_div(g.cols.output, kTileCols * PW)
-    blocks = g.batch * g.groups * oc_blocks * tiles
-    forward_tiled_kernel(OCB, PW, grid_for(blocks, 1, grid_cap), bytes_, acc_size, g,
-                         patch_of(g, PW), input, weight, bias, output)
+    if bytes_ > kSharedBytes:
+        raise EmulationError(f"forced the tiled kernel with {bytes_} bytes of shared memory")
+    blocks = g.batch * g.groups * s.oc_blocks * s.tiles_h * s.tiles_w
+    threads = tdiv(s.threads + 31, 32) * 32
+    forward_tiled_kernel(OCB, PW, grid_for(blocks, 1, grid_cap), threads, bytes_, acc_size, g, s,
+                         input, weight, bias, output)
     return True
 
 
+def try_forward_any_tiled(g, input, weight, bias, output, acc_size, grid_cap):
+    OCB, PW = forward_variant(g)
+    if try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap):
+        return f"tiled<{OCB},{PW}>"
+    return None
+
+
 def launch_forward(g, input, weight, bias, output, acc_size=8, grid_cap=GRID_CAP, force=None):
-    """Returns the kernel that ran."""
-    if force == "tiled82":
-        try_forward_tiled(8, 2, g, input, weight, bias, output, acc_size, grid_cap, True)
-        return "tiled<8,2>"
-    if force == "tiled14":
-        try_forward_tiled(1, 4, g, input, weight, bias, output, acc_size, grid_cap, True)
-        return "tiled<1,4>"
+    """Returns the kernel that ran. force: None (the launcher's choice), "tiled-block" or "tiled-one"
+    (that variant whatever the channels, None when it cannot take the geometry), "direct"."""
+    forced = {"tiled-block": (kChannelBlock, kPixels), "tiled-one": (1, kPixelsOneToOne)}
+    if force in forced:  # None when that variant cannot take this geometry
+        OCB, PW = forced[force]
+        if try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap):
+            return f"tiled<{OCB},{PW}>"
+        return None
     if force is None:
-        one_to_one = g.in_channels_per_group() == 1 and g.out_channels_per_group() == 1
-        if one_to_one:
-            if try_forward_tiled(1, 4, g, input, weight, bias, output, acc_size, grid_cap):
-                return "tiled<1,4>"
-        elif try_forward_tiled(8, 2, g, input, weight, bias, output, acc_size, grid_cap):
-            return "tiled<8,2>"
+        ran = try_forward_any_tiled(g, input, weight, bias, output, acc_size, grid_cap)
+        if ran:
+            return ran
     total = g.batch * g.out_channels * g.output_plane()
     forward_direct_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, input, weight, bias,
                           output)
     return "direct"
 
 
-def launch_input_grad(g, grad_output, weight, grad_input, grid_cap=GRID_CAP):
+def launch_input_grad(g, grad_output, weight, grad_input, acc_size=8, grid_cap=GRID_CAP,
+                      workspace=None):
+    """Returns the path taken: "flipped tiled<OCB,PW>" or "gather"."""
+    if input_grad_workspace(g) > 0:
+        flipped = workspace if workspace is not None else \
+            Global.poisoned("flipped weight", input_grad_workspace(g))
+        total = g.in_channels * g.out_channels_per_group() * g.kernel_area()
+        flip_weight_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, weight, flipped)
+        flipped.assert_written_once()
+        ran = try_forward_any_tiled(transposed_geometry(g), grad_output, flipped, None,
+                                    grad_input, acc_size, grid_cap)
+        if ran:
+            return f"flipped {ran}"
     ICB = kInputGradChannels
     total = g.batch * g.groups * ceil_div(g.in_channels_per_group(), ICB) * g.input_plane()
     input_grad_kernel(ICB, grid_for(total, kThreads, grid_cap), kThreads, g, grad_output, weight,
                       grad_input)
+    return "gather"
 
 
-def launch_weight_grad(g, plan, input, grad_output, workspace, grad_weight, grid_cap=GRID_CAP):
+def launch_weight_grad(g, plan, input, grad_output, workspace, grad_weight, grid_cap=GRID_CAP,
+                       acc_size=8):
     partial = workspace
     filters = g.out_channels * g.in_channels_per_group()
-    blocks = filters * plan.tap_chunks * plan.slices
-    weight_grad_kernel(grid_for(blocks, 1, grid_cap), g, plan, input, grad_output, partial,
-                       grad_weight)
+    if plan.tiled:
+        t = plan.tile
+        blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices
+        weight_grad_tiled_kernel(grid_for(blocks, 1, grid_cap), acc_size, g, plan, t, input,
+                                 grad_output, partial, grad_weight)
+    else:
+        blocks = filters * plan.tap_chunks * plan.slices
+        weight_grad_kernel(grid_for(blocks, 1, grid_cap), g, plan, input, grad_output, partial,
+                           grad_weight)
     if plan.slices > 1:
         elements = filters * g.kernel_area()
         sum_slices_kernel(grid_for(elements, kThreads, grid_cap), kThreads, elements,
@@ -831,24 +1218,32 @@ def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
         ok = attempt(f"forward[{force or 'launcher'}]", lambda: ran.append(launch_forward(
             g, Global("input", x), Global("weight", w), None if b is None else Global("bias", b),
             out, acc_size, grid_cap, force)))
+        if ok and ran[0] is None:  # a forced variant that cannot take this geometry
+            continue
         if ok and attempt(f"forward[{force or 'launcher'}]", out.assert_written_once):
             compare(f"forward[{ran[0]}]", out.data, y)
         if force is None and ran:
             notes.append(ran[0])
 
     gin = Global.poisoned("grad_input", x.numel())
-    if attempt("input_grad", lambda: launch_input_grad(g, Global("grad_output", gy),
-                                                       Global("weight", w), gin, grid_cap)) \
+    path = []
+    if attempt("input_grad", lambda: path.append(launch_input_grad(
+            g, Global("grad_output", gy), Global("weight", w), gin, acc_size, grid_cap))) \
             and attempt("input_grad", gin.assert_written_once):
-        compare("input_grad", gin.data, gx)
+        compare(f"input_grad[{path[0]}]", gin.data, gx)
+    if path:
+        notes.append(f"dx {path[0]}")
 
     plan = plan_weight_grad(g)
-    notes.append(f"chunks={plan.tap_chunks} slices={plan.slices}")
+    notes.append(f"dw {'tiled' if plan.tiled else 'per filter'} chunks={plan.tap_chunks} "
+                 f"slices={plan.slices}"
+                 + (f" {plan.tile.ocb}x{plan.tile.tb} channels={plan.tile.channels}"
+                    if plan.tiled else ""))
     gwt = Global.poisoned("grad_weight", w.numel())
     ws = Global.poisoned("workspace", weight_grad_workspace(g, plan))
     if attempt("weight_grad", lambda: launch_weight_grad(g, plan, Global("input", x),
                                                          Global("grad_output", gy), ws, gwt,
-                                                         grid_cap)) \
+                                                         grid_cap, acc_size)) \
             and attempt("weight_grad", gwt.assert_written_once) \
             and (plan.slices == 1 or attempt("weight_grad workspace", ws.assert_written_once)):
         compare("weight_grad", gwt.data, gw)
@@ -862,7 +1257,7 @@ def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
 def named_cases():
     C = Case
     return [
-        C(1, 1, 1, 1, (5, 5), (3, 3)),                                     # 1 -> 1, tiled<1,4>
+        C(1, 1, 1, 1, (5, 5), (3, 3)),                                     # 1 -> 1, tiled<1,8>
         C(1, 1, 1, 1, (20, 150), (3, 3), padding=(1, 1)),                  # 3x2 tiles of <1,4>
         C(2, 3, 5, 1, (7, 9), (3, 3), padding=(1, 1)),                     # OCB tail (5 of 8)
         C(1, 5, 17, 1, (11, 70), (3, 3), padding=(1, 1)),                  # 8+8+1, 2 tiles wide
@@ -882,6 +1277,21 @@ def named_cases():
         C(2, 1, 2, 1, (48, 48), (3, 3), padding=(1, 1)),                   # 3 weight-grad slices
         C(2, 2, 2, 1, (40, 40), (5, 5), padding=(2, 2), bias=False),       # 2 slices, 3 chunks
         C(1, 2, 2, 2, (70, 70), (3, 3), stride=(1, 1), padding=(1, 1)),    # 1->1 groups, slices
+        # the tile shapes: narrow outputs, channel groups (ocs) with a tail inside one of them
+        C(2, 3, 40, 1, (7, 7), (3, 3), padding=(1, 1)),                    # 7x7: 2-wide rows, ocs 5
+        C(1, 2, 9, 1, (14, 14), (3, 3), padding=(1, 1)),                   # ocs 2, second has 1
+        C(1, 2, 3, 1, (100, 9), (1, 3), padding=(0, 1)),                   # 2 row tiles of 50
+        # stride 1 with padding > (kernel - 1) * dilation: the flipped input gradient's
+        # padding is negative
+        C(1, 2, 3, 1, (5, 6), (2, 2), padding=(2, 3)),
+        C(1, 3, 3, 3, (4, 9), (3, 2), padding=(3, 1), dilation=(1, 2), bias=False),
+        # one output channel per group with several input channels: the 1x9 weight gradient
+        # with 3 channels per block, and with 2 (5x5: 3 tap warps) and a 1-channel tail block
+        C(2, 6, 2, 2, (9, 13), (3, 3), padding=(1, 1)),
+        C(1, 3, 1, 1, (12, 11), (5, 5), padding=(2, 2)),
+        # patches too large for the tiled kernels: direct forward, gather input gradient at
+        # stride 1, the per-filter weight gradient
+        C(1, 2, 4, 1, (230, 230), (3, 3), padding=(1, 1), dilation=(100, 100)),
     ]
 
 
@@ -970,43 +1380,95 @@ def check_shared_bytes_overflow():
     def axis(s):
         return Axis(1, output_size(1, 1, s, 0, 1), 1, s, 0, 1)
 
-    # (1) stride 2^26: the product wraps to a negative size, which passes the <= 48 KiB test;
-    # the launch then asks for (size_t)negative bytes and fails with "invalid argument".
-    g = Geometry(1, 1, 1, 1, axis(1 << 26), axis(1 << 26))
-    for name, size in (("double", 8), ("float", 4)):
-        p = patch_of(g, 4)
-        got = tiled_shared_bytes(g, 1, 4, size)
-        true = (p.rows * p.cols + g.kernel_area()) * size
-        lines.append(f"1->1, 1x1 image, stride (2^26, 2^26), {name}: tiled<1,4> shared bytes = "
-                     f"{got} (true {true}); the launcher "
-                     f"{'takes the tiled kernel' if got <= kSharedBytes else 'falls back'}")
-        if got != true and got <= kSharedBytes:
-            failures.append(lines[-1])
-    # (2) patch 2^33 x 2^36 words: the product wraps to exactly 0, the launch asks for the
-    # weights' few bytes only, and the kernel reads its patch far outside shared memory.
-    g = Geometry(1, 2, 2, 1, axis(1227133513), axis(1090785345))
+    def true_bytes(g, OCB, PW, size):
+        sh = tile_shape_for(g, OCB, PW)
+        rows = (sh.th - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1
+        cols = (sh.tw * PW - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1
+        return rows, cols, ((rows * cols + 3) // 4 * 4 + sh.ocs * OCB * g.kernel_area()) * size
+
     rng = np.random.default_rng(0)
-    for name, size in (("double", 8), ("float", 4)):
-        p = patch_of(g, 2)
-        got = tiled_shared_bytes(g, 8, 2, size)
-        true = (p.rows * p.cols + 8 * g.kernel_area()) * size
-        line = (f"2->2, 1x1 image, stride (1227133513, 1090785345), {name}: patch {p.rows} x "
-                f"{p.cols} words, tiled<8,2> shared bytes = {got}; the launcher "
-                f"{'takes the tiled kernel' if got <= kSharedBytes else 'falls back'}")
-        try:
-            launch_forward(g, Global("input", rng.standard_normal(2)),
-                           Global("weight", rng.standard_normal(4)), None,
-                           Global.poisoned("output", 2), size)
-            line += "; emulated: no error"
-        except EmulationError as e:
-            line += f"; emulated: {e}"
-        lines.append(line)
-        if got != true and got <= kSharedBytes:
-            failures.append(line)
+    for label, g, OCB, PW in (
+            # stride 2^26: a patch product that would wrap to a negative size
+            ("1->1, 1x1 image, stride (2^26, 2^26)", Geometry(1, 1, 1, 1, axis(1 << 26),
+                                                              axis(1 << 26)), 1, kPixelsOneToOne),
+            # a patch of 2^33 x 2^36 words: a product that would wrap to exactly 0
+            ("2->2, 1x1 image, stride (1227133513, 1090785345)",
+             Geometry(1, 2, 2, 1, axis(1227133513), axis(1090785345)), kChannelBlock, kPixels)):
+        for name, size in (("double", 8), ("float", 4)):
+            sh = tile_shape_for(g, OCB, PW)
+            got = tiled_shared_bytes(g, sh, OCB, PW, size)
+            rows, cols, true = true_bytes(g, OCB, PW, size)
+            takes = tiled_fits_int32(g) and got <= kSharedBytes
+            line = (f"{label}, {name}: patch {rows} x {cols} words, tiled<{OCB},{PW}> shared "
+                    f"bytes = {got} (true {true}); the launcher "
+                    f"{'takes the tiled kernel' if takes else 'falls back'}")
+            try:
+                launch_forward(g, Global("input", rng.standard_normal(g.in_channels)),
+                               Global("weight", rng.standard_normal(
+                                   g.out_channels * g.in_channels_per_group())), None,
+                               Global.poisoned("output", g.out_channels), size)
+                line += "; emulated: no error"
+            except EmulationError as e:
+                line += f"; emulated: {e}"
+            lines.append(line)
+            if takes and got != true:
+                failures.append(line)
     return lines, failures
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def float_choice_of(case):
+    """The forward kernel float/half/bfloat16 would get (4-byte staging)."""
+    out = tuple(output_size(i, k, s, p, d) for i, k, s, p, d in
+                zip(case.hw, case.khw, case.stride, case.padding, case.dilation))
+    g = make_geometry((case.batch, case.cin) + case.hw, (case.cout, case.cin // case.groups) +
+                      case.khw, (case.batch, case.cout) + out, case.stride, case.padding,
+                      case.dilation, case.groups)
+    OCB, PW = forward_variant(g)
+    sh = tile_shape_for(g, OCB, PW)
+    fits = tiled_fits_int32(g) and tiled_shared_bytes(g, sh, OCB, PW, 4) <= kSharedBytes
+    return f"tiled<{OCB},{PW}>" if fits else "direct"
+
+
+# The geometries each planted bug is tried on: the named ones that reach its code.
+def plant_cases():
+    return named_cases()
+
+
+def run_planted(verbose=False):
+    """Each planted bug must make at least one emulated run fail; one in a kernel with template
+    variants (the tiled weight gradient's 8x3 and 1x9) must do so in each variant. Returns the
+    bugs that went unnoticed."""
+    global PLANT
+    missed = []
+    rng = np.random.default_rng(1)
+    one_channel = lambda c: c.cout // c.groups == 1  # noqa: E731  (the 1x9 variant's cases)
+    for name, what in PLANTS.items():
+        groups = ([("1x9", one_channel), ("8x3", lambda c: not one_channel(c))]
+                  if name.startswith("wg-tiled") else [("", lambda c: True)])
+        for label, wanted in groups:
+            PLANT = name
+            caught = None
+            try:
+                for case in (c for c in plant_cases() if wanted(c)):
+                    for cap, acc in ((GRID_CAP, 8), (3, 4)):
+                        _, fails = run_case(case, rng, grid_cap=cap, acc_size=acc,
+                                            forces=(None, "tiled-block", "tiled-one", "direct"))
+                        if fails:
+                            caught = f"{case} grid_cap={cap}: {fails[0]}"
+                            break
+                    if caught:
+                        break
+            finally:
+                PLANT = None
+            tag = f"{name}{' [' + label + ']' if label else ''}"
+            print(f"planted bug {tag} ({what}): {'caught: ' + caught if caught else 'NOT CAUGHT'}"
+                  if verbose or not caught else f"planted bug {tag}: caught")
+            if not caught:
+                missed.append(tag)
+    return missed
 
 
 def main(argv=None):
@@ -1015,10 +1477,18 @@ def main(argv=None):
     ap.add_argument("--random", type=int, default=40, help="random geometries (default 40)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--planted", action="store_true",
+                    help="only: check that each planted bug (PLANTS) makes the emulation fail")
     args = ap.parse_args(argv)
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     t0 = time.time()
+    if args.planted:
+        missed = run_planted(args.verbose)
+        print(f"planted bugs: {len(PLANTS) - len(missed)} of {len(PLANTS)} caught"
+              f"{'' if not missed else '; NOT caught: ' + ', '.join(missed)}; "
+              f"{time.time() - t0:.0f} s")
+        return 0 if not missed else 1
 
     count, with_c, failures = check_index_helpers()
     print(f"index helpers: {count} axes against brute force"
@@ -1040,10 +1510,13 @@ def main(argv=None):
         # every geometry: the launcher's own choice for double, then every forward kernel
         # forced; and all of it again with a grid of at most 3 blocks, so that every
         # grid-stride loop (and the reuse of shared memory across a block's iterations) turns
-        forces = (None, "tiled82", "tiled14", "direct")
+        # (the first with double's 8-byte staging, the second with float's 4 bytes: the
+        # launcher's choices and the shared layout differ)
+        forces = (None, "tiled-block", "tiled-one", "direct")
         caps = (GRID_CAP,) if args.quick else (GRID_CAP, 3)
         for cap in caps:
-            notes, fails = run_case(case, rng, grid_cap=cap, forces=forces)
+            notes, fails = run_case(case, rng, grid_cap=cap, forces=forces,
+                                    acc_size=8 if cap == GRID_CAP else 4)
             runs += 1
             if cap == GRID_CAP:
                 double_choice[notes[0]] = double_choice.get(notes[0], 0) + 1
@@ -1055,21 +1528,14 @@ def main(argv=None):
             elif args.verbose:
                 print("ok  ", tag)
     float_choice = {}
-    for case in cases:  # the forward kernel float/half/bfloat16 would get (4-byte staging)
-        out = tuple(output_size(i, k, s, p, d) for i, k, s, p, d in
-                    zip(case.hw, case.khw, case.stride, case.padding, case.dilation))
-        g = make_geometry((case.batch, case.cin) + case.hw,
-                          (case.cout, case.cin // case.groups) + case.khw,
-                          (case.batch, case.cout) + out, case.stride, case.padding,
-                          case.dilation, case.groups)
-        one = g.in_channels_per_group() == 1 and g.out_channels_per_group() == 1
-        OCB, PW = (1, 4) if one else (8, 2)
-        k = f"tiled<{OCB},{PW}>" if tiled_shared_bytes(g, OCB, PW, 4) <= kSharedBytes else "direct"
+    for case in cases:
+        k = float_choice_of(case)
         float_choice[k] = float_choice.get(k, 0) + 1
     print(f"{len(cases)} geometries, {runs} runs (grid_for's cap"
           f"{'' if args.quick else ', then a cap of 3 blocks'}); each run: forward (the "
-          f"launcher's choice, then tiled<8,2>, tiled<1,4> and direct forced), input_grad, "
-          f"weight_grad")
+          f"launcher's choice, then tiled<8,4>, tiled<1,8> and direct forced where they fit), "
+          f"input_grad (flipped weight through the tiled forward at stride 1, else the "
+          f"gather), weight_grad")
     print(f"the launcher's forward kernel, per geometry: double {double_choice}, "
           f"float {float_choice}")
     kernel_failures = len(failures) - len(host_failures)

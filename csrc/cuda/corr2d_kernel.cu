@@ -63,136 +63,239 @@ unsigned int grid_for(int64_t work_items, int64_t per_block) {
 // ---------------------------------------------------------------------------------------------
 // Forward, tiled.
 //
-// A block of 32 x 8 threads computes an output tile of 8 rows x (32 * PW) columns for OCB output
-// channels of one group of one image. For each input channel of the group it stages, in shared
-// memory, the input patch the tile reads (zeros where the patch covers padding) and the OCB
-// channels' weights for that input channel; each thread then computes PW pixels (32 columns
-// apart, so a warp reads consecutive shared-memory words) for all OCB channels, reusing every
-// staged input value OCB times and every weight PW times from registers.
+// A block computes an output tile of th rows x (tw * PW) columns for ocs * OCB output channels
+// of one group of one image. Thread (tx, ty, os) computes PW pixels of row ty, tw columns apart
+// (so a warp reads consecutive shared-memory words), for the OCB channels os * OCB + j. For each
+// input channel of the group the block stages, in shared memory, the input patch the tile reads
+// (zeros where it covers padding) and the weights of that input channel, laid out tap-major
+// ([tap][ocs * OCB]) so that a thread's OCB weights of one tap are one or two 16-byte loads.
+// Every staged input value is reused OCB times and every weight PW times from registers.
 //
-// OCB = 1, PW = 4 is the path for one input and one output channel per group: single-channel
-// images and depthwise layers, where there is no channel reuse to be had and more pixels per
-// thread pay instead.
+// The tile's shape comes from the output's (TileShape, chosen by the launcher): a 14-wide output
+// gets rows of 4 threads, not 32, and the threads a small image leaves over take further output
+// channels instead of idling. The block has only the threads the shape uses (rounded up to a
+// warp), so idle lanes cost no issue slots beyond the last warp's.
+//
+// Index arithmetic is 32-bit: the launcher takes this kernel only when every in-plane index,
+// patch corner and staged size fits (tiled_fits_int32); plane bases are 64-bit.
+//
+// OCB = 1 is the path for one output channel per group (single-channel images, depthwise
+// layers, the input gradient of layers with one input channel per group).
 
-constexpr int kTileCols = 32;  // threads along a row; blockDim = (32, 8)
-constexpr int kTileRows = 8;
+constexpr int kTileThreads = 256;  // at most this many threads per block
 
-// The input patch one tile reads.
-struct Patch {
-  int64_t rows;
-  int64_t cols;
+struct TileShape {
+  int tw;           // threads along a tile row
+  int th;           // tile rows (threads along a column)
+  int ocs;          // thread groups over output channels, OCB channels each
+  int threads;      // tw * th * ocs (blockDim.x is this rounded up to 32)
+  int patch_rows;
+  int patch_cols;
+  int patch_words;  // patch_rows * patch_cols rounded up to 4, so the weights are 16-byte aligned
+  int64_t tiles_w;
+  int64_t tiles_h;
+  int64_t oc_blocks;  // per group, of ocs * OCB channels
 };
 
-template <int PW>
-Patch patch_of(const Geometry& g) {
-  return {(kTileRows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1,
-          (kTileCols * PW - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1};
+// Host: the tile shape for an output, PW pixels per thread, OCB channels per thread group.
+// Rows of ceil(W_out / PW) threads (at most 32); then as many rows as fill 256 threads (128
+// when the group has channels for two thread groups), evened out over the tiles of a column;
+// then channel groups for the threads left.
+template <int OCB, int PW>
+TileShape tile_shape_for(const Geometry& g) {
+  TileShape s{};
+  const int64_t want_tw = ceil_div(g.cols.output, PW);
+  s.tw = static_cast<int>(want_tw < 32 ? want_tw : 32);
+  s.tiles_w = ceil_div(g.cols.output, int64_t{s.tw} * PW);
+  // With channels to spare, rows for half the block only: the other half takes a second
+  // channel group, so each staged patch serves twice the channels.
+  const int64_t ocs_want = ceil_div(g.out_channels_per_group(), OCB);
+  const int64_t th_max = (ocs_want >= 2 ? kTileThreads / 2 : kTileThreads) / s.tw;
+  s.tiles_h = ceil_div(g.rows.output, th_max);
+  s.th = static_cast<int>(ceil_div(g.rows.output, s.tiles_h));
+  const int64_t ocs_max = kTileThreads / (s.tw * s.th);
+  s.ocs = static_cast<int>(ocs_want < ocs_max ? ocs_want : ocs_max);
+  s.threads = s.tw * s.th * s.ocs;
+  s.oc_blocks = ceil_div(g.out_channels_per_group(), int64_t{s.ocs} * OCB);
+  return s;
 }
 
 // The shared memory a block may use without opting in to more, on every GPU since Kepler.
 constexpr int64_t kSharedBytes = 48 * 1024;
 
-// Shared memory a tiled block needs, or more than kSharedBytes when it cannot fit. Strides and
-// dilations up to 2^31 - 1 make each patch side < 2^39, but their product can pass 2^63, so the
-// sides are tested before they are multiplied.
+// Fills the patch fields of s and returns the shared memory a block needs, or more than
+// kSharedBytes when it cannot fit. Strides and dilations up to 2^31 - 1 make each patch side
+// < 2^39, but their product can pass 2^63, so the sides are tested before they are multiplied.
 template <typename T, int OCB, int PW>
-int64_t tiled_shared_bytes(const Geometry& g) {
+int64_t tiled_shared_bytes(const Geometry& g, TileShape& s) {
   constexpr int64_t elem = sizeof(typename Acc<T>::type);
   constexpr int64_t max_words = kSharedBytes / elem;
-  const Patch p = patch_of<PW>(g);
-  if (p.rows > max_words || p.cols > max_words) return kSharedBytes + 1;
-  return (p.rows * p.cols + OCB * g.kernel_area()) * elem;
+  const int64_t rows = (s.th - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1;
+  const int64_t cols =
+      (int64_t{s.tw} * PW - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation + 1;
+  if (rows > max_words || cols > max_words || g.kernel_area() > max_words) return kSharedBytes + 1;
+  const int64_t words = (rows * cols + 3) / 4 * 4;
+  const int64_t bytes = (words + int64_t{s.ocs} * OCB * g.kernel_area()) * elem;
+  if (bytes > kSharedBytes) return bytes;
+  s.patch_rows = static_cast<int>(rows);
+  s.patch_cols = static_cast<int>(cols);
+  s.patch_words = static_cast<int>(words);
+  return bytes;
 }
 
+// OCB consecutive staged weights into registers: 16-byte loads where OCB allows (the launcher
+// keeps the staged weights 16-byte aligned and OCB-strided), else one word at a time.
+template <int OCB>
+__device__ __forceinline__ void load_weights(const float* p, float (&w)[OCB]) {
+  if constexpr (OCB % 4 == 0) {
+#pragma unroll
+    for (int v = 0; v < OCB / 4; ++v) {
+      const float4 q = reinterpret_cast<const float4*>(p)[v];
+      w[4 * v] = q.x;
+      w[4 * v + 1] = q.y;
+      w[4 * v + 2] = q.z;
+      w[4 * v + 3] = q.w;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < OCB; ++j) w[j] = p[j];
+  }
+}
+template <int OCB>
+__device__ __forceinline__ void load_weights(const double* p, double (&w)[OCB]) {
+  if constexpr (OCB % 2 == 0) {
+#pragma unroll
+    for (int v = 0; v < OCB / 2; ++v) {
+      const double2 q = reinterpret_cast<const double2*>(p)[v];
+      w[2 * v] = q.x;
+      w[2 * v + 1] = q.y;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < OCB; ++j) w[j] = p[j];
+  }
+}
+
+// 4 blocks of 256 threads per SM for 4-byte sums (at most 64 registers), 2 for double.
 template <typename T, int OCB, int PW>
-__global__ void __launch_bounds__(kThreads)
-    forward_tiled_kernel(Geometry g, Patch patch, const T* __restrict__ input,
+__global__ void __launch_bounds__(kTileThreads, sizeof(typename Acc<T>::type) == 8 ? 2 : 4)
+    forward_tiled_kernel(Geometry g, TileShape s, const T* __restrict__ input,
                          const T* __restrict__ weight, const T* __restrict__ bias,
                          T* __restrict__ output) {
   using acc_t = typename Acc<T>::type;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   acc_t* staged_input = reinterpret_cast<acc_t*>(shared_bytes);
-  acc_t* staged_weight = staged_input + patch.rows * patch.cols;
+  acc_t* staged_weight = staged_input + s.patch_words;
 
-  const Axis rows = g.rows;
-  const Axis cols = g.cols;
+  const int in_w = static_cast<int>(g.cols.input);
+  const int in_h = static_cast<int>(g.rows.input);
+  const int out_w = static_cast<int>(g.cols.output);
+  const int out_h = static_cast<int>(g.rows.output);
+  const int kh_n = static_cast<int>(g.rows.kernel);
+  const int kw_n = static_cast<int>(g.cols.kernel);
+  const int ka = kh_n * kw_n;
   const int64_t cin_g = g.in_channels_per_group();
-  const int64_t cout_g = g.out_channels_per_group();
-  const int64_t ka = g.kernel_area();
-  const int64_t oc_blocks = (cout_g + OCB - 1) / OCB;
-  const int64_t tiles_h = (rows.output + kTileRows - 1) / kTileRows;
-  const int64_t tiles_w = (cols.output + kTileCols * PW - 1) / (kTileCols * PW);
-  const int64_t n_blocks = g.batch * g.groups * oc_blocks * tiles_h * tiles_w;
-  const int tid = threadIdx.y * kTileCols + threadIdx.x;
-  const int patch_size = static_cast<int>(patch.rows * patch.cols);  // < 48 KiB
+  const int cout_g = static_cast<int>(g.out_channels_per_group());
+  const int oct = s.ocs * OCB;  // channels per block
+  const int64_t n_blocks = g.batch * g.groups * s.oc_blocks * s.tiles_h * s.tiles_w;
+
+  const int tid = threadIdx.x;
+  const int lane = tid % 32;
+  const int warp = tid / 32;
+  const int warps = blockDim.x / 32;
+  const int os = tid / (s.tw * s.th);
+  const int ty = (tid / s.tw) % s.th;
+  const int tx = tid % s.tw;
+  // Per-thread offsets of the hot loop, fixed for the whole kernel.
+  const int x_step = s.tw * static_cast<int>(g.cols.stride);  // between a thread's PW pixels
+  const int x_base = ty * static_cast<int>(g.rows.stride) * s.patch_cols +
+                     tx * static_cast<int>(g.cols.stride);
+  const int row_step = static_cast<int>(g.rows.dilation) * s.patch_cols;
+  const int col_step = static_cast<int>(g.cols.dilation);
 
   for (int64_t b = blockIdx.x; b < n_blocks; b += gridDim.x) {
-    const int64_t tw = b % tiles_w;
-    const int64_t th = (b / tiles_w) % tiles_h;
-    const int64_t ocb = (b / (tiles_w * tiles_h)) % (g.groups * oc_blocks);
-    const int64_t n = b / (tiles_w * tiles_h * g.groups * oc_blocks);
-    const int64_t group = ocb / oc_blocks;
-    const int64_t oc0 = group * cout_g + (ocb % oc_blocks) * OCB;
-    const int oc_count = static_cast<int>(min64(OCB, group * cout_g + cout_g - oc0));
-    const int64_t oh0 = th * kTileRows;
-    const int64_t ow0 = tw * kTileCols * PW;
-    const int64_t ih0 = rows.input_index(oh0, 0);  // the patch's top-left, possibly in padding
-    const int64_t iw0 = cols.input_index(ow0, 0);
-    const int64_t oh = oh0 + threadIdx.y;
+    const int64_t tw_i = b % s.tiles_w;
+    const int64_t th_i = (b / s.tiles_w) % s.tiles_h;
+    const int64_t gob = (b / (s.tiles_w * s.tiles_h)) % (g.groups * s.oc_blocks);
+    const int64_t n = b / (s.tiles_w * s.tiles_h * g.groups * s.oc_blocks);
+    const int64_t group = gob / s.oc_blocks;
+    const int oc_base = static_cast<int>(gob % s.oc_blocks) * oct;  // within the group
+    const int oc_count = min(oct, cout_g - oc_base);                // channels this block owns
+    const int oh0 = static_cast<int>(th_i) * s.th;
+    const int ow0 = static_cast<int>(tw_i) * s.tw * PW;
+    // the patch's top-left, possibly in the padding
+    const int ih0 = oh0 * static_cast<int>(g.rows.stride) - static_cast<int>(g.rows.padding);
+    const int iw0 = ow0 * static_cast<int>(g.cols.stride) - static_cast<int>(g.cols.padding);
+    const int oh = oh0 + ty;
+    const bool computes = tid < s.threads && oh < out_h && os * OCB < oc_count;
 
     acc_t acc[OCB][PW];
 #pragma unroll
     for (int j = 0; j < OCB; ++j) {
-      const acc_t b0 = (bias != nullptr && j < oc_count) ? static_cast<acc_t>(load(bias + oc0 + j)) : acc_t(0);
+      const int jb = os * OCB + j;  // the channel's index in the block
+      const acc_t b0 = (bias != nullptr && computes && jb < oc_count)
+                           ? static_cast<acc_t>(load(bias + group * cout_g + oc_base + jb))
+                           : acc_t(0);
 #pragma unroll
       for (int p = 0; p < PW; ++p) acc[j][p] = b0;
     }
 
     for (int64_t c = 0; c < cin_g; ++c) {
       const T* plane = input + g.input_offset(n, g.first_input_channel(group) + c);
+      const T* w_src = weight + g.weight_offset(group * cout_g + oc_base, c);
       __syncthreads();  // the previous channel's reads are done before its patch is replaced
-      for (int i = tid; i < patch_size; i += kThreads) {
-        const int64_t ih = ih0 + i / patch.cols;
-        const int64_t iw = iw0 + i % patch.cols;
-        const bool inside = ih >= 0 && ih < rows.input && iw >= 0 && iw < cols.input;
-        staged_input[i] = inside ? static_cast<acc_t>(load(plane + ih * cols.input + iw)) : acc_t(0);
+      // Patch: a warp per row, a lane per column; zeros outside the image.
+      for (int r = warp; r < s.patch_rows; r += warps) {
+        const int ih = ih0 + r;
+        const bool row_inside = ih >= 0 && ih < in_h;
+        const T* src = plane + (row_inside ? ih : 0) * in_w;
+        acc_t* dst = staged_input + r * s.patch_cols;
+        for (int col = lane; col < s.patch_cols; col += 32) {
+          const int iw = iw0 + col;
+          dst[col] = row_inside && iw >= 0 && iw < in_w ? static_cast<acc_t>(load(src + iw))
+                                                        : acc_t(0);
+        }
       }
-      for (int i = tid; i < oc_count * ka; i += kThreads) {
-        const int j = static_cast<int>(i / ka);
-        staged_weight[i] = static_cast<acc_t>(load(weight + g.weight_offset(oc0 + j, c) + i % ka));
+      // Weights, tap-major; zeros for the channels past the group's end.
+      for (int tap = warp; tap < ka; tap += warps) {
+        for (int j = lane; j < oct; j += 32) {
+          staged_weight[tap * oct + j] =
+              j < oc_count ? static_cast<acc_t>(load(w_src + (int64_t{j} * cin_g) * ka + tap))
+                           : acc_t(0);
+        }
       }
       __syncthreads();
-      if (oh < rows.output) {
-        for (int64_t kh = 0; kh < rows.kernel; ++kh) {
-          const acc_t* patch_row = staged_input +
-                                   (threadIdx.y * rows.stride + kh * rows.dilation) * patch.cols;
-          for (int64_t kw = 0; kw < cols.kernel; ++kw) {
+      if (computes) {
+        const acc_t* x_row = staged_input + x_base;
+        const acc_t* w_tap = staged_weight + os * OCB;
+        for (int kh = 0; kh < kh_n; ++kh, x_row += row_step) {
+          const acc_t* x_col = x_row;
+          for (int kw = 0; kw < kw_n; ++kw, x_col += col_step, w_tap += oct) {
             acc_t x[PW];
 #pragma unroll
-            for (int p = 0; p < PW; ++p)
-              x[p] = patch_row[(threadIdx.x + p * kTileCols) * cols.stride + kw * cols.dilation];
+            for (int p = 0; p < PW; ++p) x[p] = x_col[p * x_step];
+            acc_t w[OCB];
+            load_weights<OCB>(w_tap, w);
 #pragma unroll
-            for (int j = 0; j < OCB; ++j) {
-              if (j < oc_count) {
-                const acc_t w = staged_weight[j * ka + kh * cols.kernel + kw];
+            for (int j = 0; j < OCB; ++j)
 #pragma unroll
-                for (int p = 0; p < PW; ++p) acc[j][p] += w * x[p];
-              }
-            }
+              for (int p = 0; p < PW; ++p) acc[j][p] += w[j] * x[p];
           }
         }
       }
     }
 
-    if (oh < rows.output) {
+    if (computes) {
 #pragma unroll
       for (int j = 0; j < OCB; ++j) {
-        if (j >= oc_count) break;
-        T* out_row = output + g.output_offset(n, oc0 + j) + oh * cols.output;
+        const int jb = os * OCB + j;
+        if (jb >= oc_count) break;
+        T* out_row = output + g.output_offset(n, group * cout_g + oc_base + jb) +
+                     int64_t{oh} * out_w;
 #pragma unroll
         for (int p = 0; p < PW; ++p) {
-          const int64_t ow = ow0 + threadIdx.x + p * kTileCols;
-          if (ow < cols.output) out_row[ow] = store_as<T>(acc[j][p]);
+          const int ow = ow0 + tx + p * s.tw;
+          if (ow < out_w) out_row[ow] = store_as<T>(acc[j][p]);
         }
       }
     }
@@ -390,6 +493,188 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Weight gradient, tiled: grad_weight[oc, c, tap] = sum over (n, oh, ow) of
+// grad_output[n, oc, oh, ow] * input[n, c, oh * stride - padding + tap's offset], a product of
+// a (channels x pixels) and a (pixels x taps) matrix that is never formed.
+//
+// A block owns OCB output channels of one group x tile.channels input channels x up to
+// tile.warps * TB taps (a "tap chunk"), and one slice of the sum: a contiguous run of
+// output tiles of tile_rows x tile_cols pixels of one image each. For every tile it stages the
+// output channels' grad_output values (pixel-major, so a thread's 8 channels are two 16-byte
+// loads; each serves every input channel of the block) and, per input channel, the input patch
+// the tile's taps read. Warp w takes TB taps of one input channel; its lanes take the tile's
+// pixels 32 apart (stepping through the tile without a division), each lane accumulating
+// OCB x TB sums in registers; every staged input value serves OCB FMAs and every grad_output
+// value TB. OCB x TB is 8 x 3, or 1 x 9 for one output channel per group. At the end each warp adds its lanes with a fixed shuffle
+// tree, and the slices' partial sums are added in slice order by sum_slices_kernel: no
+// atomics, the same bits on every run.
+//
+// Index arithmetic inside a plane is 32-bit (the launcher checks tiled_fits_int32).
+
+
+// At most 80 registers (3 blocks of 256 threads per SM; the usual 3-warp blocks of a 3x3
+// kernel fit 8 per SM): at 64 the 24 sums, 3 tap offsets and 8 grad_output values spill.
+template <typename T, int OCB, int TB>
+__global__ void __launch_bounds__(kThreads, sizeof(typename Acc<T>::type) == 8 ? 2 : 3)
+    weight_grad_tiled_kernel(Geometry g, WeightGradPlan plan, WgTile t,
+                             const T* __restrict__ input, const T* __restrict__ grad_output,
+                             typename Acc<T>::type* __restrict__ partial,
+                             T* __restrict__ grad_weight) {
+  using acc_t = typename Acc<T>::type;
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  acc_t* staged_input = reinterpret_cast<acc_t*>(shared_bytes);
+  acc_t* staged_gy = staged_input + t.channels * t.patch_words;  // [pixel][OCB]
+
+  const int in_w = static_cast<int>(g.cols.input);
+  const int in_h = static_cast<int>(g.rows.input);
+  const int out_w = static_cast<int>(g.cols.output);
+  const int out_h = static_cast<int>(g.rows.output);
+  const int kw_n = static_cast<int>(g.cols.kernel);
+  const int ka = static_cast<int>(g.kernel_area());
+  const int64_t cin_g = g.in_channels_per_group();
+  const int cout_g = static_cast<int>(g.out_channels_per_group());
+  const int sh = static_cast<int>(g.rows.stride), sw = static_cast<int>(g.cols.stride);
+  const int tile_px = t.tile_rows * t.tile_cols;
+  const int64_t n_blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices;
+  const int64_t slice_tiles = (t.tiles + plan.slices - 1) / plan.slices;
+
+  const int tid = threadIdx.x;
+  const int lane = tid % 32;
+  const int warp = tid / 32;
+  const int threads = blockDim.x;
+  const int warp_taps = warp % t.warps;  // this warp's taps within the chunk
+  const int warp_c = warp / t.warps;     // and its input channel within the block
+  // A lane's first pixel in a tile, and the step to its next one (32 pixels on), as row and
+  // column increments with one carry: no division in the loop.
+  const int row0 = lane / t.tile_cols, col0 = lane % t.tile_cols;
+  const int row_step = 32 / t.tile_cols, col_step = 32 % t.tile_cols;
+
+  for (int64_t b = blockIdx.x; b < n_blocks; b += gridDim.x) {
+    const int64_t slice = b % plan.slices;
+    const int64_t chunk = (b / plan.slices) % plan.tap_chunks;
+    const int64_t c_block = (b / (plan.slices * plan.tap_chunks)) % t.c_blocks;
+    const int64_t gob = b / (plan.slices * plan.tap_chunks * t.c_blocks);
+    const int64_t c0 = c_block * t.channels;  // the block's first input channel, in the group
+    const int c_count = static_cast<int>(min64(t.channels, cin_g - c0));
+    const int64_t c = c0 + warp_c;
+    const bool c_inside = warp_c < c_count;
+    const int64_t group = gob / t.oc_blocks;
+    const int oc_base = static_cast<int>(gob % t.oc_blocks) * OCB;  // within the group
+    const int oc_count = min(OCB, cout_g - oc_base);
+    // This warp's taps and their offsets in the patch; taps past the kernel read offset 0 and
+    // are never stored.
+    const int tap0 = (static_cast<int>(chunk) * t.warps + warp_taps) * TB;
+    int tap_off[TB];
+#pragma unroll
+    for (int i = 0; i < TB; ++i) {
+      const int tap = tap0 + i < ka ? tap0 + i : 0;
+      tap_off[i] = (tap / kw_n) * static_cast<int>(g.rows.dilation) * t.patch_cols +
+                   (tap % kw_n) * static_cast<int>(g.cols.dilation);
+    }
+    acc_t acc[OCB][TB];
+#pragma unroll
+    for (int j = 0; j < OCB; ++j)
+#pragma unroll
+      for (int i = 0; i < TB; ++i) acc[j][i] = 0;
+
+    const int64_t tile_end = min64(t.tiles, (slice + 1) * slice_tiles);
+    for (int64_t tile = slice * slice_tiles; tile < tile_end; ++tile) {
+      const int64_t tw_i = tile % t.tiles_w;
+      const int64_t th_i = (tile / t.tiles_w) % t.tiles_h;
+      const int64_t n = tile / (t.tiles_w * t.tiles_h);
+      const int oh0 = static_cast<int>(th_i) * t.tile_rows;
+      const int ow0 = static_cast<int>(tw_i) * t.tile_cols;
+      const int rows_valid = min(t.tile_rows, out_h - oh0);
+      const int cols_valid = min(t.tile_cols, out_w - ow0);
+      const int ih0 = oh0 * sh - static_cast<int>(g.rows.padding);
+      const int iw0 = ow0 * sw - static_cast<int>(g.cols.padding);
+      const T* gy_plane = grad_output + g.output_offset(n, group * cout_g + oc_base);
+      __syncthreads();  // the previous tile's reads are done before it is replaced
+      for (int ci = 0; ci < c_count; ++ci) {
+        const T* plane = input + g.input_offset(n, g.first_input_channel(group) + c0 + ci);
+        for (int r = warp; r < t.patch_rows; r += threads / 32) {
+          const int ih = ih0 + r;
+          const bool row_inside = ih >= 0 && ih < in_h;
+          const T* src = plane + (row_inside ? ih : 0) * in_w;
+          acc_t* dst = staged_input + ci * t.patch_words + r * t.patch_cols;
+          for (int col = lane; col < t.patch_cols; col += 32) {
+            const int iw = iw0 + col;
+            dst[col] = row_inside && iw >= 0 && iw < in_w ? static_cast<acc_t>(load(src + iw))
+                                                          : acc_t(0);
+          }
+        }
+      }
+      // grad_output: zeros for the tile's pixels past the output and the channels past the
+      // group's end.
+      for (int r = warp; r < t.tile_rows; r += threads / 32) {
+        for (int col = lane; col < t.tile_cols; col += 32) {
+          acc_t* dst = staged_gy + (r * t.tile_cols + col) * OCB;
+          const bool inside = r < rows_valid && col < cols_valid;
+          const int64_t at = int64_t{oh0 + r} * out_w + ow0 + col;
+#pragma unroll
+          for (int j = 0; j < OCB; ++j)
+            dst[j] = inside && j < oc_count
+                         ? static_cast<acc_t>(load(gy_plane + j * g.output_plane() + at))
+                         : acc_t(0);
+        }
+      }
+      __syncthreads();
+      if (tap0 < ka && c_inside) {
+        const acc_t* patch = staged_input + warp_c * t.patch_words;
+        int row = row0, col = col0;
+        for (int p = lane; p < tile_px; p += 32) {
+          // Pixels past the output are skipped, not multiplied by their zero: the input under
+          // them may be inf.
+          if (row < rows_valid && col < cols_valid) {
+            const acc_t* x_at = patch + row * sh * t.patch_cols + col * sw;
+            acc_t x[TB];
+#pragma unroll
+            for (int i = 0; i < TB; ++i) x[i] = x_at[tap_off[i]];
+            acc_t gy[OCB];
+            load_weights<OCB>(staged_gy + p * OCB, gy);
+#pragma unroll
+            for (int j = 0; j < OCB; ++j)
+#pragma unroll
+              for (int i = 0; i < TB; ++i) acc[j][i] += gy[j] * x[i];
+          }
+          col += col_step;
+          row += row_step;
+          if (col >= t.tile_cols) {
+            col -= t.tile_cols;
+            ++row;
+          }
+        }
+      }
+    }
+
+    // Each warp's lanes, added with a fixed tree; lane 0 writes.
+#pragma unroll
+    for (int j = 0; j < OCB; ++j)
+#pragma unroll
+      for (int i = 0; i < TB; ++i)
+#pragma unroll
+        for (int offset = 16; offset > 0; offset /= 2)
+          acc[j][i] += __shfl_down_sync(0xffffffffu, acc[j][i], offset);
+    if (lane == 0 && c_inside) {
+#pragma unroll
+      for (int j = 0; j < OCB; ++j) {
+#pragma unroll
+        for (int i = 0; i < TB; ++i) {
+          if (j < oc_count && tap0 + i < ka) {
+            const int64_t oc = group * cout_g + oc_base + j;
+            const int64_t e = (oc * cin_g + c) * ka + tap0 + i;
+            if (plan.slices == 1)
+              grad_weight[e] = store_as<T>(acc[j][i]);
+            else
+              partial[e * plan.slices + slice] = acc[j][i];
+          }
+        }
+      }
+    }
+  }
+}
+
 // grad_weight[e] = the slices' partial sums, added in slice order.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
@@ -405,19 +690,53 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Input gradient at stride 1 as a forward correlation (see launch_input_grad): the weight with
+// its taps flipped and its two channel axes swapped within each group, (C_in, C_out / groups,
+// kH, kW).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    flip_weight_kernel(Geometry g, const T* __restrict__ weight, T* __restrict__ flipped) {
+  const int64_t cin_g = g.in_channels_per_group();
+  const int64_t cout_g = g.out_channels_per_group();
+  const int64_t kh_n = g.rows.kernel, kw_n = g.cols.kernel, ka = g.kernel_area();
+  const int64_t total = g.in_channels * cout_g * ka;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t kw = e % kw_n;
+    const int64_t kh = (e / kw_n) % kh_n;
+    const int64_t o = (e / ka) % cout_g;
+    const int64_t c = e / (ka * cout_g);  // input channel, across groups
+    const int64_t group = c / cin_g;
+    const int64_t src = ((group * cout_g + o) * cin_g + c % cin_g) * ka +
+                        (kh_n - 1 - kh) * kw_n + (kw_n - 1 - kw);
+    flipped[e] = weight[src];
+  }
+}
+
 template <typename T, int OCB, int PW>
 bool try_forward_tiled(const Geometry& g, const T* input, const T* weight, const T* bias,
                        T* output, cudaStream_t stream) {
-  const int64_t bytes = tiled_shared_bytes<T, OCB, PW>(g);
+  if (!tiled_fits_int32(g)) return false;
+  TileShape s = tile_shape_for<OCB, PW>(g);
+  const int64_t bytes = tiled_shared_bytes<T, OCB, PW>(g, s);
   if (bytes > kSharedBytes) return false;
-  const int64_t oc_blocks = ceil_div(g.out_channels_per_group(), OCB);
-  const int64_t tiles =
-      ceil_div(g.rows.output, kTileRows) * ceil_div(g.cols.output, kTileCols * PW);
-  const int64_t blocks = g.batch * g.groups * oc_blocks * tiles;
-  forward_tiled_kernel<T, OCB, PW><<<grid_for(blocks, 1), dim3(kTileCols, kTileRows), bytes, stream>>>(
-      g, patch_of<PW>(g), input, weight, bias, output);
+  const int64_t blocks = g.batch * g.groups * s.oc_blocks * s.tiles_h * s.tiles_w;
+  const int threads = (s.threads + 31) / 32 * 32;
+  forward_tiled_kernel<T, OCB, PW><<<grid_for(blocks, 1), threads, bytes, stream>>>(
+      g, s, input, weight, bias, output);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
+}
+
+template <typename T>
+bool try_forward_any_tiled(const Geometry& g, const T* input, const T* weight, const T* bias,
+                           T* output, cudaStream_t stream) {
+  // One output channel per group (single-channel images, depthwise layers, and the input
+  // gradient of layers with one input channel per group): nothing to block over channels.
+  return g.out_channels_per_group() == 1
+             ? try_forward_tiled<T, 1, kPixelsOneToOne>(g, input, weight, bias, output, stream)
+             : try_forward_tiled<T, kChannelBlock, kPixels>(g, input, weight, bias, output,
+                                                            stream);
 }
 
 }  // namespace
@@ -425,10 +744,7 @@ bool try_forward_tiled(const Geometry& g, const T* input, const T* weight, const
 template <typename T>
 void launch_forward(const Geometry& g, const T* input, const T* weight, const T* bias, T* output,
                     cudaStream_t stream) {
-  const bool one_to_one = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
-  if (one_to_one ? try_forward_tiled<T, 1, 4>(g, input, weight, bias, output, stream)
-                 : try_forward_tiled<T, 8, 2>(g, input, weight, bias, output, stream))
-    return;
+  if (try_forward_any_tiled(g, input, weight, bias, output, stream)) return;
   const int64_t total = g.batch * g.out_channels * g.output_plane();
   forward_direct_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(g, input, weight,
                                                                                bias, output);
@@ -436,8 +752,21 @@ void launch_forward(const Geometry& g, const T* input, const T* weight, const T*
 }
 
 template <typename T>
-void launch_input_grad(const Geometry& g, const T* grad_output, const T* weight, T* grad_input,
-                       cudaStream_t stream) {
+void launch_input_grad(const Geometry& g, const T* grad_output, const T* weight, void* workspace,
+                       T* grad_input, cudaStream_t stream) {
+  // Stride 1: grad_input is the correlation of grad_output (padded by (k - 1) * dilation -
+  // padding, which may be negative) with the flipped, channel-swapped weight, so the tiled
+  // forward kernel computes it, as the CPU path does.
+  if (input_grad_workspace(g) > 0) {
+    T* flipped = static_cast<T*>(workspace);
+    const int64_t total = g.in_channels * g.out_channels_per_group() * g.kernel_area();
+    flip_weight_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(g, weight, flipped);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (try_forward_any_tiled(transposed_geometry(g), grad_output,
+                              static_cast<const T*>(flipped), static_cast<const T*>(nullptr),
+                              grad_input, stream))
+      return;
+  }
   constexpr int ICB = kInputGradChannels;
   const int64_t total =
       g.batch * g.groups * ceil_div(g.in_channels_per_group(), ICB) * g.input_plane();
@@ -453,9 +782,25 @@ void launch_weight_grad(const Geometry& g, const WeightGradPlan& plan, const T* 
   using acc_t = typename Acc<T>::type;
   acc_t* partial = static_cast<acc_t*>(workspace);
   const int64_t filters = g.out_channels * g.in_channels_per_group();
-  const int64_t blocks = filters * plan.tap_chunks * plan.slices;
-  weight_grad_kernel<T><<<grid_for(blocks, 1), kThreads, 0, stream>>>(g, plan, input, grad_output,
-                                                                      partial, grad_weight);
+  if (plan.tiled) {
+    const WgTile& t = plan.tile;
+    const int64_t blocks = g.groups * t.oc_blocks * t.c_blocks * plan.tap_chunks * plan.slices;
+    const int64_t bytes =
+        (int64_t{t.channels} * t.patch_words + int64_t{t.tile_rows} * t.tile_cols * t.ocb) *
+        sizeof(acc_t);
+    const unsigned grid = grid_for(blocks, 1);
+    const int threads = 32 * t.warps * t.channels;
+    if (t.ocb == 1)
+      weight_grad_tiled_kernel<T, 1, kWgTapsOneChannel><<<grid, threads, bytes, stream>>>(
+          g, plan, t, input, grad_output, partial, grad_weight);
+    else
+      weight_grad_tiled_kernel<T, kWgChannels, kWgTaps><<<grid, threads, bytes, stream>>>(
+          g, plan, t, input, grad_output, partial, grad_weight);
+  } else {
+    const int64_t blocks = filters * plan.tap_chunks * plan.slices;
+    weight_grad_kernel<T><<<grid_for(blocks, 1), kThreads, 0, stream>>>(
+        g, plan, input, grad_output, partial, grad_weight);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (plan.slices > 1) {
     const int64_t elements = filters * g.kernel_area();
@@ -468,7 +813,8 @@ void launch_weight_grad(const Geometry& g, const WeightGradPlan& plan, const T* 
 #define CORR2D_INSTANTIATE(T)                                                                    \
   template void launch_forward<T>(const Geometry&, const T*, const T*, const T*, T*,            \
                                   cudaStream_t);                                                \
-  template void launch_input_grad<T>(const Geometry&, const T*, const T*, T*, cudaStream_t);    \
+  template void launch_input_grad<T>(const Geometry&, const T*, const T*, void*, T*,            \
+                                     cudaStream_t);                                             \
   template void launch_weight_grad<T>(const Geometry&, const WeightGradPlan&, const T*,         \
                                       const T*, void*, T*, cudaStream_t);
 
