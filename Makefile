@@ -13,14 +13,19 @@ BUILD_STAMP := $(VENV)/.corr2d-build
 # The examples extra of pyproject.toml: the demo's picture, examples/, tests/test_examples.py.
 EXAMPLES_DEPS := matplotlib scikit-learn tqdm
 EXAMPLES_STAMP := $(VENV)/.corr2d-examples
+# The bench extra: torchvision for bench/bench_models.py and tests/test_bench_models.py. Pinned to
+# the release built against torch 2.14.1 and installed without its dependencies, so that pip
+# never swaps the torch the extension was compiled against; pillow is the one it imports.
+BENCH_DEPS := torchvision==0.29.1
+BENCH_STAMP := $(VENV)/.corr2d-bench
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo test test-slow test-packaging sanitize bench bench-quick build clean
+.PHONY: demo test test-slow test-packaging sanitize bench bench-quick bench-models build clean
 
 demo: $(BUILD_STAMP) $(EXAMPLES_STAMP)
 	$(PY) -m corr2d_ext
 
-test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP)
+test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP) $(BENCH_STAMP)
 	$(PY) -m pytest -q
 
 # The tests marked slow (inductor compile, huge tensors): not part of `make test`.
@@ -44,6 +49,11 @@ bench: $(BUILD_STAMP)
 bench-quick: $(BUILD_STAMP)
 	$(PY) bench/bench.py --quick
 
+# Every conv layer of ResNet-18 and MobileNetV2 and the whole models (~10-15 min on 2 cores);
+# BENCH_ARGS passes options, e.g. make bench-models BENCH_ARGS="--quick".
+bench-models: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(BENCH_STAMP)
+	$(PY) bench/bench_models.py $(BENCH_ARGS)
+
 build: $(BUILD_STAMP)
 
 $(DEPS_STAMP):
@@ -59,6 +69,11 @@ $(TEST_STAMP): $(DEPS_STAMP)
 # Its own stamp, so that adding it to an existing .venv does not rebuild the extension.
 $(EXAMPLES_STAMP): $(DEPS_STAMP)
 	$(PY) -m pip install -q $(EXAMPLES_DEPS)
+	touch $@
+
+$(BENCH_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install -q --no-deps $(BENCH_DEPS)
+	$(PY) -m pip install -q pillow
 	touch $@
 
 # An editable install: compiles corr2d_ext/_C*.so in place (CUDA kernels too when torch has
