@@ -98,8 +98,16 @@ def test_ops_agree_with_aten_on_a_strided_grouped_geometry():
 
 
 def test_quick_run_writes_every_part(tmp_path):
-    rc = bm.main(["--quick", "--model", "resnet18", "--layers", "2", "--batch", "2",
-                  "--size", "32", "--whole", "all", "--results-dir", str(tmp_path)])
+    # One thread: on a loaded machine every 2-thread parallel region waits for a time slice,
+    # which turns this smoke test's second into a minute. The run sets torch's thread count
+    # for the whole process, so put it back.
+    threads = torch.get_num_threads()
+    try:
+        rc = bm.main(["--quick", "--model", "resnet18", "--layers", "2", "--batch", "2",
+                      "--size", "32", "--whole", "all", "--threads", "1",
+                      "--results-dir", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
     assert rc == 0
     md = sorted(tmp_path.glob("models-quick-*.md"))
     assert len(md) == 1 and not list(tmp_path.glob("models-latest*"))
