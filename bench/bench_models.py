@@ -234,6 +234,7 @@ class OpResult:
     torch: float | None = None
     spread: float = 0.0
     error: str | None = None     # set when ours disagreed with ATen: then not timed
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # each round's median
 
     @property
     def ratio(self) -> float | None:
@@ -253,7 +254,8 @@ def time_layer(g: Geometry, n: int, layout: str, ops: list[str], rounds: int,
         sides = {side: (stmt, {"f": fn(), **t}) for side, (stmt, fn) in SIDES[op].items()}
         tm: dict[str, Timing] = interleaved(sides, rounds, min_time, f"{tag} {op}")
         out[op] = OpResult(tm["ours"].median, tm["torch"].median,
-                           max(v.spread for v in tm.values()))
+                           max(v.spread for v in tm.values()),
+                           rounds={k: v.rounds for k, v in tm.items()})
     return out
 
 
@@ -353,6 +355,7 @@ class WholeResult:
     torch: float | None
     spread: float
     check: str  # how far ours is from torch's result
+    rounds: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float | None:
@@ -412,7 +415,8 @@ def time_whole(name: str, n: int, size: int, layout: str, whats: list[str], roun
         tm = interleaved({"ours": (stmt, g_ours), "torch": (stmt, g_ref)}, rounds, min_time,
                          f"{name} {what} {layout}")
         out.append(WholeResult(name, what, layout, tm["ours"].median, tm["torch"].median,
-                               max(v.spread for v in tm.values()), check))
+                               max(v.spread for v in tm.values()), check,
+                               {k: v.rounds for k, v in tm.items()}))
     return out
 
 
@@ -564,6 +568,45 @@ def _jsonable(o):
 
 
 # --------------------------------------------------------------------------------------------
+
+def summary_section(models, layouts, ops, per_model, whole_res, mem, big) -> list[str]:
+    """The goals in one table: a row per model and layout."""
+    rows = []
+    for name in models:
+        for layout in layouts:
+            res = per_model[name]["results"].get(layout) or []
+            cells = []
+            for op in ops:
+                o, t = weighted_total(per_model[name]["layers"], res, op) if res else (None, None)
+                cells.append("—" if o is None else _mark(o / t, TOTAL_GOAL))
+            ratios = [r[op].ratio for r in res for op in ops if op in r]
+            met = sum(1 for x in ratios if x is not None and x <= LAYER_GOAL)
+            over3 = sum(1 for x in ratios if x is not None and x > NO_WORSE_THAN)
+            whole = {w.what: w for w in whole_res if w.model == name and w.layout == layout}
+            cells += [f"{met}/{len(ratios)}" if ratios else "—", str(over3) if ratios else "—"]
+            cells += [_mark(whole[w].ratio, WHOLE_GOALS[name]) if w in whole else "—"
+                      for w in WHOLE]
+            rows.append([name, layout, *cells])
+    if not rows:
+        return []
+    lines = ["## Summary", "",
+             "Weighted totals per op (goal <= 1.0), per-layer ops within 1.5x of ATen, ops more "
+             "than 3x slower, whole-model ratios (goals: resnet18 <= 1.0, mobilenet_v2 <= 0.8). "
+             "All ratios ours / ATen.", "",
+             md_table(["model", "layout", *(f"{op} total" for op in ops), "layer ops <= 1.5",
+                       "over 3x", "inference", "training step"], rows,
+                      align="ll" + "r" * (len(ops) + 4)), ""]
+    if mem:
+        worst = max(mem, key=lambda e: e["ours"])
+        over = sum(e["ours"] > SCRATCH_GOAL_MIB * 2**20 for e in mem)
+        lines.append(f"Scratch: ours over {SCRATCH_GOAL_MIB} MiB in {over} of {len(mem)} layer "
+                     f"ops, largest {worst['ours'] / 2**20:.0f} MiB.")
+    if big:
+        lines.append(f"2048->2048 3x3 weight gradient on 4x2048x7x7: ours "
+                     f"{big[0]['ours'] / 2**20:.0f} MiB scratch, {fmt_time(big[0]['ours_s'])}; "
+                     f"torch {big[0]['torch'] / 2**20:.0f} MiB, {fmt_time(big[0]['torch_s'])}.")
+    return lines + ([""] if mem or big else [])
+
 
 def _cpu_pressure() -> str:
     """Linux PSI: the share of the last 60 s in which some runnable task waited for a CPU."""
@@ -733,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
            "sides alternating every round). spread = largest (max - min) / median of the round "
            "medians: above ~20 % the machine moved under the measurement. This machine is "
            "shared with other jobs: the load averages above say how busy it was.", ""]
+    out += summary_section(models, layouts, ops, per_model, whole_res, mem, big)
     if whole_res:
         out += ["## Whole models", "",
                 "`corr2d_ext.convert(model)` vs `model` (torchvision, random init, same "
@@ -835,8 +879,10 @@ def main(argv: list[str] | None = None) -> int:
             (dest / f"{base}.png").write_bytes(png.read_bytes())
             saved.append(dest / f"{base}.png")
     log(f"saved {', '.join(str(s) for s in saved)} ({elapsed:.0f} s)")
-    wrong = any(r.error for d in per_model.values() for res in d["results"].values()
-                for row in res for r in row.values())
+    wrong = (any(r.error for d in per_model.values() for res in d["results"].values()
+                 for row in res for r in row.values())
+             or any(w.check.startswith("DIFFERS") for w in whole_res)
+             or any(not e["check"].startswith("ok") for e in big))
     return 1 if wrong else 0
 
 
