@@ -242,7 +242,7 @@ class OpResult:
 
 
 def time_layer(g: Geometry, n: int, layout: str, ops: list[str], rounds: int,
-               min_time: float, tag: str) -> dict[str, OpResult]:
+               min_time: float, tag: str, clock=None) -> dict[str, OpResult]:
     t = make_tensors(g, n, layout)
     out = {}
     for op in ops:
@@ -252,7 +252,7 @@ def time_layer(g: Geometry, n: int, layout: str, ops: list[str], rounds: int,
             out[op] = OpResult(error=err)
             continue
         sides = {side: (stmt, {"f": fn(), **t}) for side, (stmt, fn) in SIDES[op].items()}
-        tm: dict[str, Timing] = interleaved(sides, rounds, min_time, f"{tag} {op}")
+        tm: dict[str, Timing] = interleaved(sides, rounds, min_time, f"{tag} {op}", clock)
         out[op] = OpResult(tm["ours"].median, tm["torch"].median,
                            max(v.spread for v in tm.values()),
                            rounds={k: v.rounds for k, v in tm.items()})
@@ -363,7 +363,7 @@ class WholeResult:
 
 
 def time_whole(name: str, n: int, size: int, layout: str, whats: list[str], rounds: int,
-               min_time: float) -> list[WholeResult]:
+               min_time: float, clock=None) -> list[WholeResult]:
     ref = build_model(name)
     x = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0))
     target = torch.randint(0, 1000, (n,), generator=torch.Generator().manual_seed(1))
@@ -413,7 +413,7 @@ def time_whole(name: str, n: int, size: int, layout: str, whats: list[str], roun
                  if what == "infer" else
                  f"ok, norm(g - g64) / norm(g64) = {e_ours:.2g}, torch's {e_ref:.2g}")
         tm = interleaved({"ours": (stmt, g_ours), "torch": (stmt, g_ref)}, rounds, min_time,
-                         f"{name} {what} {layout}")
+                         f"{name} {what} {layout}", clock)
         out.append(WholeResult(name, what, layout, tm["ours"].median, tm["torch"].median,
                                max(v.spread for v in tm.values()), check,
                                {k: v.rounds for k, v in tm.items()}))
@@ -658,9 +658,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--whole-min-time", type=float,
                    help="seconds per side per round, whole models (default 0.5; quick 0.005)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads first (default: torch's)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with the process's CPU time (time.process_time) instead of wall "
+                        "time; needs --threads 1, where it leaves out the time spent waiting "
+                        "for a core on a loaded machine (with more threads it would count "
+                        "OpenMP's spinning)")
     p.add_argument("--tag", default="",
-                   help="name part of the saved files: models-<tag>-<date>.md (e.g. baseline); "
-                        "models-latest.* are written too unless --quick")
+                   help="name part of the saved files: models-<tag>-<date>.* (e.g. baseline), "
+                        "and no models-latest.* (written by untagged runs that are not --quick)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where to save")
     p.add_argument("--_memory-worker", dest="memory_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -674,8 +679,12 @@ def main(argv: list[str] | None = None) -> int:
     layouts = _csv(args.layouts, LAYOUTS, "layouts", p)
     whole = _csv(args.whole if args.whole is not None else ("none" if args.quick else "all"),
                  WHOLE, "whole", p)
+    if args.cpu_time and (args.threads or torch.get_num_threads()) != 1:
+        p.error(f"--cpu-time needs --threads 1 (would run {args.threads or torch.get_num_threads()}"
+                f" threads): the CPU time of several threads includes their spin-waits")
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else None
     try:
         import torchvision
     except ImportError:
@@ -693,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp.append(f"- corr2d_ext imported from {Path(corr2d_ext.__file__).parent}")
     stamp.append(f"- torchvision {torchvision.__version__}; batch {n}, input {size}x{size}, "
                  f"float32")
+    stamp.append("- clock: " + ("**process CPU time** (time.process_time, one thread): time "
+                                 "spent waiting for a core is left out" if args.cpu_time else
+                                 "wall time (Timer's default)"))
     stamp.append(f"- rounds: {rounds} interleaved per side, >= {min_time} s each (layers), "
                  f">= {whole_min_time} s each (whole models)"
                  + ("  **QUICK RUN: smoke test, numbers not meaningful**" if args.quick else ""))
@@ -722,7 +734,8 @@ def main(argv: list[str] | None = None) -> int:
                 for i, L in enumerate(per_model[name]["layers"]):
                     tag = f"{name}#{i + 1}{' cl' if layout == 'channels_last' else ''}"
                     log(f"[{tag}] {L.geometry.label()} x{L.count}")
-                    res.append(time_layer(L.geometry, n, layout, ops, rounds, min_time, tag))
+                    res.append(time_layer(L.geometry, n, layout, ops, rounds, min_time, tag,
+                                          clock))
                 per_model[name]["results"][layout] = res
 
     # 2. whole models
@@ -731,7 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in models:
             for layout in layouts:
                 note_load(f"{name} whole {layout} start")
-                whole_res += time_whole(name, n, size, layout, whole, rounds, whole_min_time)
+                whole_res += time_whole(name, n, size, layout, whole, rounds, whole_min_time,
+                                        clock)
 
     # 3. memory
     mem: list[dict] = []
@@ -857,8 +871,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.tag:
         stem += f"-{args.tag}"
     names = [f"{stem}-{date}"] + ([] if args.quick or args.tag else ["models-latest"])
-    if args.tag and not args.quick:
-        names.append("models-latest")
     payload = {"stamp": stamp, "loads": loads, "elapsed_s": elapsed, "batch": n, "size": size,
                "threads": threads, "rounds": rounds, "min_time": min_time,
                "models": {m: {"convs": d["convs"], "distinct": d["distinct"],

@@ -137,3 +137,20 @@ def test_bad_choices_are_refused():
         bm.main(["--ops", "fwd,backward"])
     with pytest.raises(SystemExit):
         bm.main(["--model", "vgg11"])
+    threads = torch.get_num_threads()
+    with pytest.raises(SystemExit):
+        bm.main(["--cpu-time", "--threads", "2"])
+    assert torch.get_num_threads() == threads  # refused before touching the thread count
+
+
+def test_cpu_time_clock_on_one_thread(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        rc = bm.main(["--quick", "--model", "resnet18", "--layers", "1", "--ops", "fwd",
+                      "--layouts", "contiguous", "--batch", "1", "--size", "32", "--threads",
+                      "1", "--cpu-time", "--no-memory", "--results-dir", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    text = next(tmp_path.glob("models-quick-*.md")).read_text()
+    assert "**process CPU time**" in text and "weighted by n" in text
