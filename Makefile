@@ -49,7 +49,7 @@ bench: $(BUILD_STAMP)
 bench-quick: $(BUILD_STAMP)
 	$(PY) bench/bench.py --quick
 
-# Every conv layer of ResNet-18 and MobileNetV2 and the whole models (~10-15 min on 2 cores);
+# Every conv layer of ResNet-18 and MobileNetV2 and the whole models (33 min on 2 loaded cores);
 # BENCH_ARGS passes options, e.g. make bench-models BENCH_ARGS="--quick".
 bench-models: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(BENCH_STAMP)
 	$(PY) bench/bench_models.py $(BENCH_ARGS)

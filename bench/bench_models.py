@@ -1,6 +1,6 @@
 """CPU benchmark on real networks: every conv layer of ResNet-18 and MobileNetV2, and the models.
 
-    python bench/bench_models.py                   # both models, everything (~10-15 min here)
+    python bench/bench_models.py                   # both models, everything (33 min on 2 loaded cores)
     python bench/bench_models.py --quick           # smoke test: a few layers, 1 short round
     python bench/bench_models.py --model resnet18 --ops wgrad --whole none --no-memory
     python bench/bench_models.py --big-wgrad       # adds the 2048->2048 3x3 weight gradient
