@@ -16,14 +16,19 @@ EXAMPLES_STAMP := $(VENV)/.corr2d-examples
 # The onnx extra of pyproject.toml: ONNX export and onnxruntime, for tests/test_onnx.py.
 ONNX_DEPS := onnx onnxscript onnxruntime
 ONNX_STAMP := $(VENV)/.corr2d-onnx
+# The bench extra: torchvision for bench/bench_models.py and tests/test_bench_models.py. Pinned to
+# the release built against torch 2.14.1 and installed without its dependencies, so that pip
+# never swaps the torch the extension was compiled against; pillow is the one it imports.
+BENCH_DEPS := torchvision==0.29.1
+BENCH_STAMP := $(VENV)/.corr2d-bench
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo test test-slow test-packaging sanitize bench bench-quick build clean
+.PHONY: demo test test-slow test-packaging sanitize bench bench-quick bench-models build clean
 
 demo: $(BUILD_STAMP) $(EXAMPLES_STAMP)
 	$(PY) -m corr2d_ext
 
-test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP) $(ONNX_STAMP)
+test: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(TEST_STAMP) $(ONNX_STAMP) $(BENCH_STAMP)
 	$(PY) -m pytest -q
 
 # The tests marked slow (inductor compile, huge tensors): not part of `make test`.
@@ -47,6 +52,11 @@ bench: $(BUILD_STAMP)
 bench-quick: $(BUILD_STAMP)
 	$(PY) bench/bench.py --quick
 
+# Every conv layer of ResNet-18 and MobileNetV2 and the whole models (33 min on 2 loaded cores);
+# BENCH_ARGS passes options, e.g. make bench-models BENCH_ARGS="--quick".
+bench-models: $(BUILD_STAMP) $(EXAMPLES_STAMP) $(BENCH_STAMP)
+	$(PY) bench/bench_models.py $(BENCH_ARGS)
+
 build: $(BUILD_STAMP)
 
 $(DEPS_STAMP):
@@ -66,6 +76,11 @@ $(EXAMPLES_STAMP): $(DEPS_STAMP)
 
 $(ONNX_STAMP): $(DEPS_STAMP)
 	$(PY) -m pip install -q $(ONNX_DEPS)
+	touch $@
+
+$(BENCH_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install -q --no-deps $(BENCH_DEPS)
+	$(PY) -m pip install -q pillow
 	touch $@
 
 # An editable install: compiles corr2d_ext/_C*.so in place (CUDA kernels too when torch has

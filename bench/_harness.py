@@ -53,7 +53,7 @@ class Timing:
 
 
 def interleaved(sides: dict[str, tuple[str, dict]], rounds: int, min_run_time: float,
-                what: str) -> dict[str, Timing]:
+                what: str, timer: Callable[[], float] | None = None) -> dict[str, Timing]:
     """Times each side's statement, alternating sides every round (a, b, a, b, ...).
 
     On a shared, noisy machine a slow spell then hits both sides instead of one. Each round is
@@ -64,10 +64,13 @@ def interleaved(sides: dict[str, tuple[str, dict]], rounds: int, min_run_time: f
     Args:
         sides: label -> (statement, globals).
         what: for the progress line, e.g. ``"resnet fwd"``.
+        timer: the clock, ``Timer``'s default (wall time) unless given; ``time.process_time``
+            measures CPU time, which on one thread ignores time spent waiting for a core.
     """
     threads = torch.get_num_threads()
+    clock = {} if timer is None else {"timer": timer}
     timers = {label: Timer(stmt=stmt, globals=g, num_threads=threads, label=what,
-                           description=label)
+                           description=label, **clock)
               for label, (stmt, g) in sides.items()}
     out = {label: Timing() for label in sides}
     for r in range(rounds):
