@@ -41,6 +41,11 @@ start=$SECONDS
 
 fail() { echo "cross_compile_aarch64: $*" >&2; exit 1; }
 
+# Two runs at once (two checkouts' CI on one machine) would share the cache and the build folder.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+
 # --- the cross compiler -------------------------------------------------------------------
 if ! command -v "$CXX" >/dev/null; then
   command -v apt-get >/dev/null || fail "$CXX is missing and there is no apt-get to install it"
