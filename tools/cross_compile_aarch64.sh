@@ -7,19 +7,20 @@
 #             registration, the portable kernels, the planner, dispatch, the generic
 #             instantiations and isa/neon.cpp; never the AVX files
 #   compiler  Debian's aarch64-linux-gnu-g++, apt-installed when missing (needs root)
-#   torch     the headers of an aarch64 torch wheel (torch/include only), downloaded once with
-#             pip and kept in $CORR2D_CROSS_DIR (default /tmp/corr2d-aarch64)
+#   torch     the headers of an aarch64 torch wheel (torch/include only) of the version the
+#             Python below has (else 2.9.1), downloaded once with pip and kept in
+#             $CORR2D_CROSS_DIR (default /tmp/corr2d-aarch64)
 #   Python    this host's own CPython headers. They are the same for every little-endian LP64
 #             Linux; the only architecture-specific macros in pyconfig.h (HAVE_GCC_ASM_FOR_X87,
 #             HAVE_GCC_ASM_FOR_X64) are read by CPython's internal headers alone, which
 #             Python.h does not include (checked below, so a future CPython that changes this
 #             fails here rather than compiling against wrong assumptions).
-#   flags     what torch's cpp_extension passes (-std=c++17 as torch 2.9 does; pyproject allows
-#             torch>=2.4), with setup.py's -fopenmp; linked as a shared object with torch's
+#   flags     what that torch's cpp_extension passes (its -std=c++17 or c++20, read from its
+#             cpp_extension.py), with setup.py's -fopenmp; linked as a shared object with torch's
 #             and Python's symbols left unresolved, which catches duplicate definitions
 #             between translation units.
 #
-# Environment: CORR2D_CROSS_DIR (cache folder), CORR2D_CROSS_TORCH (torch version, 2.9.1),
+# Environment: CORR2D_CROSS_DIR (cache folder), CORR2D_CROSS_TORCH (torch version),
 # CORR2D_CROSS_JOBS (parallel compiles, default: the number of CPUs), CORR2D_CROSS_PYTHON (the
 # interpreter whose pip downloads the wheel and whose headers are used; default .venv/bin/python,
 # else python3). Any error stops the script with a non-zero status.
@@ -27,7 +28,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE=${CORR2D_CROSS_DIR:-/tmp/corr2d-aarch64}
-TORCH_VERSION=${CORR2D_CROSS_TORCH:-2.9.1}
 JOBS=${CORR2D_CROSS_JOBS:-$(nproc)}
 if [[ -n ${CORR2D_CROSS_PYTHON:-} ]]; then
   :
@@ -56,16 +56,20 @@ if ! command -v "$CXX" >/dev/null; then
 fi
 
 # --- aarch64 torch headers, cached ----------------------------------------------------------
+# By default the version this host builds against: the headers' API (autograd's Node, say)
+# changes between torch releases, and this check is for the architecture, not the version.
+TORCH_VERSION=${CORR2D_CROSS_TORCH:-$("$CORR2D_CROSS_PYTHON" -c \
+  'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || echo 2.9.1)}
 PY_TAG=$("$CORR2D_CROSS_PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 TORCH_DIR=$CACHE/torch-$TORCH_VERSION-py$PY_TAG
-if [[ ! -f $TORCH_DIR/.complete ]]; then
+if [[ ! -f $TORCH_DIR/.complete || ! -f $TORCH_DIR/torch/utils/cpp_extension.py ]]; then
   rm -rf "$TORCH_DIR"
   mkdir -p "$TORCH_DIR/wheel"
   echo "cross_compile_aarch64: downloading the aarch64 torch $TORCH_VERSION wheel (~100 MB)"
   "$CORR2D_CROSS_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version "$PY_TAG" \
     --platform manylinux_2_28_aarch64 "torch==$TORCH_VERSION" -d "$TORCH_DIR/wheel"
   wheel=$(ls "$TORCH_DIR"/wheel/torch-*.whl)
-  unzip -q "$wheel" 'torch/include/*' -d "$TORCH_DIR"
+  unzip -q "$wheel" 'torch/include/*' torch/utils/cpp_extension.py -d "$TORCH_DIR"
   rm -f "$wheel"  # only the headers are needed: 60 MB instead of 160
   touch "$TORCH_DIR/.complete"
 fi
@@ -99,7 +103,11 @@ EOF
 OBJ=$CACHE/build
 rm -rf "$OBJ"
 mkdir -p "$OBJ"
-CXXFLAGS=(-std=c++17 -O2 -fopenmp -fPIC -Wall -DNDEBUG
+# The C++ standard that torch's cpp_extension passes (C++17 up to torch 2.9, C++20 after).
+STD=$(grep -o -m1 "common_cflags += \['-std=c++[0-9]*'" "$TORCH_DIR/torch/utils/cpp_extension.py" \
+      | grep -o 'c++[0-9]*' || true)
+[[ -n $STD ]] || fail "cannot read the C++ standard from torch $TORCH_VERSION's cpp_extension.py"
+CXXFLAGS=(-std=$STD -O2 -fopenmp -fPIC -Wall -DNDEBUG
           -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C
           -isystem "$TORCH_INCLUDE" -isystem "$TORCH_INCLUDE/torch/csrc/api/include"
           -isystem "$PY_INCLUDE")
