@@ -23,7 +23,7 @@ BENCH_DEPS := torchvision==0.29.1
 BENCH_STAMP := $(VENV)/.corr2d-bench
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo test test-slow test-packaging sanitize bench bench-quick bench-models build clean
+.PHONY: demo test test-slow test-packaging sanitize cross-aarch64 bench bench-quick bench-models build clean
 
 demo: $(BUILD_STAMP) $(EXAMPLES_STAMP)
 	$(PY) -m corr2d_ext
@@ -45,6 +45,12 @@ test-packaging: $(BUILD_STAMP)
 # kernel path run under it; any report fails. tools/sanitize.sh says more.
 sanitize: $(TEST_STAMP)
 	bash tools/sanitize.sh
+
+# Compiles and links the C++ sources for aarch64 with Debian's cross compiler against an aarch64
+# torch wheel's headers (both fetched once, cached in /tmp/corr2d-aarch64), so that a build break
+# off x86 fails here. tools/cross_compile_aarch64.sh says more.
+cross-aarch64: $(DEPS_STAMP)
+	CORR2D_CROSS_PYTHON=$(PY) bash tools/cross_compile_aarch64.sh
 
 bench: $(BUILD_STAMP)
 	$(PY) bench/bench.py

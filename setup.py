@@ -70,15 +70,25 @@ if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
 
 import platform  # noqa: E402
 
-# The CPU backend: its ISA-neutral parts, then one instantiation per ISA, each compiled only
-# for the architecture it targets (csrc/cpu/cpu.h says what each file is).
-sources = ["csrc/corr2d.cpp", "csrc/autograd.cpp", "csrc/cpu/portable.cpp", "csrc/cpu/plan.cpp",
-           "csrc/cpu/dispatch.cpp", "csrc/cpu/isa/generic.cpp"]
-machine = platform.machine().lower()
-if machine in ("x86_64", "amd64"):
-    sources += ["csrc/cpu/isa/avx2.cpp", "csrc/cpu/isa/avx512.cpp"]
-elif machine in ("aarch64", "arm64"):
-    sources += ["csrc/cpu/isa/neon.cpp"]
+
+def cpp_sources(machine):
+    """The C++ sources (op registration and CPU backend) for a platform.machine() name.
+
+    The CPU backend's ISA-neutral parts, then one instantiation per ISA, each compiled only for
+    the architecture it targets (csrc/cpu/cpu.h says what each file is). Self-contained, as
+    tools/cross_compile_aarch64.sh reads it out of this file to build the aarch64 list.
+    """
+    sources = ["csrc/corr2d.cpp", "csrc/autograd.cpp", "csrc/cpu/portable.cpp",
+               "csrc/cpu/plan.cpp", "csrc/cpu/dispatch.cpp", "csrc/cpu/isa/generic.cpp"]
+    machine = machine.lower()
+    if machine in ("x86_64", "amd64"):
+        sources += ["csrc/cpu/isa/avx2.cpp", "csrc/cpu/isa/avx512.cpp"]
+    elif machine in ("aarch64", "arm64"):
+        sources += ["csrc/cpu/isa/neon.cpp"]
+    return sources
+
+
+sources = cpp_sources(platform.machine())
 # -fopenmp: at::parallel_for is a header template whose threads are an `omp parallel` compiled
 # into *our* object files; without the flag it silently runs every task on the calling thread.
 # The libgomp.so.1 it links against is the one torch has already loaded (same soname), so

@@ -46,11 +46,21 @@ struct NeonF32 {
   static inline void store_to(T* p, reg v) {
     if constexpr (std::is_same_v<T, float>) {
       store(p, v);
+    } else if constexpr (std::is_same_v<T, c10::Half>) {
+      // On aarch64 c10::Half converts through the hardware's float16_t, so the vector convert
+      // (round to nearest even, NaN kept a NaN) gives its bits exactly.
+      vst1_u16(reinterpret_cast<uint16_t*>(p), vreinterpret_u16_f16(vcvt_f16_f32(v)));
     } else {
-      // Rounded as c10 rounds (to nearest even), lane by lane.
-      alignas(16) float tmp[4];
-      vst1q_f32(tmp, v);
-      for (int k = 0; k < 4; ++k) p[k] = static_cast<T>(tmp[k]);
+      static_assert(std::is_same_v<T, c10::BFloat16>);
+      // Baseline AArch64 has no bfloat16 convert (BFCVTN is Armv8.6): round to nearest even and
+      // NaN -> 0x7fc0, bit for bit as c10::BFloat16's constructor. No lane wraps: the largest
+      // non-NaN pattern, 0xff7fffff, plus 0x8000 stays below 2^32.
+      const uint32x4_t bits = vreinterpretq_u32_f32(v);
+      const uint32x4_t lsb = vandq_u32(vshrq_n_u32(bits, 16), vdupq_n_u32(1));
+      const uint16x4_t rounded =
+          vshrn_n_u32(vaddq_u32(vaddq_u32(bits, vdupq_n_u32(0x7fff)), lsb), 16);
+      const uint16x4_t is_number = vmovn_u32(vceqq_f32(v, v));
+      vst1_u16(reinterpret_cast<uint16_t*>(p), vbsl_u16(is_number, rounded, vdup_n_u16(0x7fc0)));
     }
   }
 };
