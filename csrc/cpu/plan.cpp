@@ -21,8 +21,8 @@ constexpr int64_t kWeightGradSlots = 48;
 constexpr int64_t kLaneBufferBytes = 256 * 1024;
 constexpr int64_t kWeightGradMaxOcBlock = 32;
 // A block of whole small images stages at most this much (it must hold every channel of a
-// group for all its images), and a forward call is cut into at least kMinTasks tasks.
-constexpr int64_t kImageGroupBytes = 2 * 1024 * 1024;
+// group for all its images, and every tile streams it: it should stay in L2), and a forward call is cut into at least kMinTasks tasks.
+constexpr int64_t kImageGroupBytes = 1024 * 1024;
 constexpr int64_t kMinTasks = 16;
 // The weight gradient splits its sum into chunks only while there are fewer weight blocks than
 // this many tasks, and into at most kMaxChunks.
@@ -227,7 +227,7 @@ SlotTables::SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const 
       last_images(g, s, b.rows, b.batch - (b.image_groups - 1) * b.images, dst) {}
 
 CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes,
-                                 int64_t elem_bytes, int min_slots)
+                                 int64_t elem_bytes, int min_slots, const int* vectors_per_ocb)
     : blocks(make_blocks(g, lanes, folds(g, dst, lanes), min_slots, elem_bytes,
                          g.in_channels_per_group())),
       slab(g, lanes, blocks.rows, folds(g, dst, lanes), blocks.images),
@@ -236,8 +236,21 @@ CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int la
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const bool depthwise = cin == 1 && cout == 1;
-  // Output-channel blocks of 4, or of 3 where that divides a group evenly (LeNet's 6).
-  ocb = cout % 4 == 0 || cout % 3 != 0 ? 4 : 3;
+  // The tile (ocb channels x vectors_per_ocb[ocb] vectors) that wastes least: tiles pad the
+  // block's slots up to whole multiples of their vectors and the group's channels up to whole
+  // multiples of ocb, and each tile loads ocb + nv operands per ocb * nv multiply-adds.
+  // (Wide images: 4 x 6 with 32 registers, 4 x 3 with 16; LeNet's 6 channels: 3 x 4; a 7x7
+  // image's 4 vectors: 6 x 4.)
+  const int64_t slots_per_block = slots.full.size();
+  double best = 0;
+  ocb = 1;
+  for (int k = 1; k <= std::min<int64_t>(kMaxForwardOcb, cout); ++k) {
+    const int64_t nv = vectors_per_ocb[k];
+    const double padded = static_cast<double>(div_up(slots_per_block, nv) * nv) *
+                          static_cast<double>(div_up(cout, k) * k);
+    const double cost = padded * (1.0 + 0.25 * static_cast<double>(k + nv) / (k * nv));
+    if (k == 1 || cost < best) best = cost, ocb = k;
+  }
   // Few blocks (small images): split each block's channels so the threads have work.
   const int64_t most = depthwise ? g.groups : div_up(cout, ocb);
   pieces = std::clamp<int64_t>(div_up(kMinTasks, blocks.count), 1, most);

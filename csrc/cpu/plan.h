@@ -161,6 +161,10 @@ struct SlotTables {
   }
 };
 
+// The most dst channels a forward tile blocks; vectors_per_ocb[ocb] (ocb = 1 .. this) is how
+// many pixel vectors the ISA's registers hold beside ocb channels (ukernels.h).
+constexpr int kMaxForwardOcb = 8;
+
 // The forward-form correlation cut into tasks of (block, piece of the dst channels): small
 // images give few blocks, so their channels are split too. Depends on the geometry, the lanes
 // and the element size only.
@@ -173,10 +177,10 @@ struct CorrelationPlan {
   Slab slab;
   std::vector<int64_t> tap_off;
   SlotTables slots;
-  int ocb;                   // output channels per micro-kernel block
+  int ocb;                   // dst channels per micro-kernel tile
 
   CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes, int64_t elem_bytes,
-                  int min_slots);
+                  int min_slots, const int* vectors_per_ocb);
 };
 
 // The weight gradient: tasks own a block of the weight (output channels x input channels of

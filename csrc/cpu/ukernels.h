@@ -61,8 +61,15 @@ constexpr int weight_grad_taps_per_tile(int ocb) {
   while (tb < kMaxWeightGradTaps && tile_fits(ocb, tb + 1, V::registers)) ++tb;
   return tb;
 }
-// The most output channels a forward or weight-gradient tile blocks.
+// The most output channels a weight-gradient tile blocks (forward: kMaxForwardOcb, plan.h).
 constexpr int kMaxOcb = 4;
+template <typename V>
+struct ForwardVectors {
+  int nv[kMaxForwardOcb + 1];
+  constexpr ForwardVectors() : nv{} {
+    for (int k = 1; k <= kMaxForwardOcb; ++k) nv[k] = forward_vectors<V>(k);
+  }
+};
 // Enough slots per task to fill the widest tile.
 template <typename V>
 constexpr int min_slots() { return V::registers - 4; }
@@ -319,7 +326,8 @@ template <typename V, typename T>
 void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, const T* src,
                const T* w, const T* bias, T* dst) {
   using S = typename V::scalar;
-  const CorrelationPlan plan(g, dl, V::lanes, sizeof(S), min_slots<V>());
+  static constexpr ForwardVectors<V> kVectors{};
+  const CorrelationPlan plan(g, dl, V::lanes, sizeof(S), min_slots<V>(), kVectors.nv);
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
@@ -332,8 +340,8 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
   at::parallel_for(0, plan.tasks, plan.grain, [&](int64_t begin, int64_t end) {
     // Per thread: one group's (or depthwise chunk's) staged rows, and one tile's weights.
     std::vector<S> slab(plan.slab.size(chunk * cin));
-    std::vector<S> wpack((depthwise ? chunk : kMaxOcb) * cin * taps);
-    std::vector<S> bpack(depthwise ? chunk : kMaxOcb);
+    std::vector<S> wpack((depthwise ? chunk : kMaxForwardOcb) * cin * taps);
+    std::vector<S> bpack(depthwise ? chunk : kMaxForwardOcb);
     for (int64_t task = begin; task < end; ++task) {
       const Blocks::Block blk = plan.blocks[task / plan.pieces];
       const int64_t piece = task % plan.pieces;
@@ -370,12 +378,22 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
           T* out = out_n + o0 * out_plane;
           const S* wp = wpack.data();
           const S* bp = bpack.data();
+#define CORR2D_FORWARD_TILE(K)                                                               \
+  case K:                                                                                    \
+    forward_slots<V, T, K>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, \
+                           out_col, one);                                                    \
+    break;
           switch (ocb) {
-            case 4: forward_slots<V, T, 4>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
-            case 3: forward_slots<V, T, 3>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
-            case 2: forward_slots<V, T, 2>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
-            default: forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, out_col, one); break;
+            CORR2D_FORWARD_TILE(8)
+            CORR2D_FORWARD_TILE(7)
+            CORR2D_FORWARD_TILE(6)
+            CORR2D_FORWARD_TILE(5)
+            CORR2D_FORWARD_TILE(4)
+            CORR2D_FORWARD_TILE(3)
+            CORR2D_FORWARD_TILE(2)
+            default: CORR2D_FORWARD_TILE(1)
           }
+#undef CORR2D_FORWARD_TILE
           d += ocb;
         }
       }
