@@ -540,6 +540,11 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
     std::vector<S> slab(plan.slab.size(plan.ic_block));
     std::vector<S> gy_stage(plan.oc_block * gy_o_stride, S(0));  // zero past each row's end
     std::vector<S> lanes(plan.oc_block * plan.ic_block * taps * L);
+    // Slab offsets of the (input channel, tap) pairs of a weight block.
+    std::vector<int64_t> pair_off(plan.ic_block * taps);
+    for (int64_t i = 0; i < plan.ic_block; ++i)
+      for (int64_t t = 0; t < taps; ++t)
+        pair_off[i * taps + t] = i * plan.slab.channel_stride + tap_off[t];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t chunk = task % plan.chunks;
       const int64_t wblock = task / plan.chunks;
@@ -569,17 +574,21 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
             if (plan.slab.folded)
               for (int64_t p = blk.rows * gy_row; p < plan.slab.gy_plane(blk.rows); ++p) to[p] = S(0);
           }
+        // The tiles run over (input channel, tap) pairs as one axis: the lanes of pair (i, t)
+        // are adjacent as taps are, and the pair's slab offset is i * channel_stride plus the
+        // tap's. So a 1x1 kernel fills a tile with input channels instead of leaving it one tap
+        // wide, and 3x3 taps are not split into a full tile and a short one per channel.
+        const int64_t pairs = ic_n * taps;
+        const int64_t* off = pair_off.data();
         for (int64_t o = 0; o < oc_n; o += kMaxOcb) {
           const S* gy = gy_stage.data() + o * gy_o_stride;
-          for (int64_t i = 0; i < ic_n; ++i) {
-            const S* in = slab.data() + i * plan.slab.channel_stride;
-            S* l = lanes.data() + (o * ic_n + i) * taps * L;
-            switch (std::min<int64_t>(kMaxOcb, oc_n - o)) {
-              case 4: weight_grad_taps<V, 4>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
-              case 3: weight_grad_taps<V, 3>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
-              case 2: weight_grad_taps<V, 2>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
-              default: weight_grad_taps<V, 1>(ws, in, gy, gy_o_stride, tap_off, taps, l, l_o_stride); break;
-            }
+          const S* in = slab.data();
+          S* l = lanes.data() + o * pairs * L;
+          switch (std::min<int64_t>(kMaxOcb, oc_n - o)) {
+            case 4: weight_grad_taps<V, 4>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            case 3: weight_grad_taps<V, 3>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            case 2: weight_grad_taps<V, 2>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            default: weight_grad_taps<V, 1>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
           }
         }
       }
