@@ -28,6 +28,12 @@ constexpr int64_t kMinTasks = 16;
 // this many tasks, and into at most kMaxChunks.
 constexpr int64_t kMinWeightGradTasks = 64;
 constexpr int64_t kMaxChunks = 16;
+constexpr int64_t kMinChunkVectors = 128;
+// What a call may hold beyond its output, whatever the layer's size: rows staged once for all
+// tasks, and the weights packed once (ukernels.h), each within its bound; beyond them, tasks
+// stage and pack their own (per thread, bounded by kSlabBytes and the lane buffer).
+constexpr int64_t kSharedStageBytes = 24 << 20;
+constexpr int64_t kPackedWeightBytes = 16 << 20;
 
 int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -144,7 +150,7 @@ Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows, bool folded_, int64_
   phase_rows = div_up(rows, g.rows.stride);
   copy_stride = phase_rows * width;
   image_stride = folded ? g.cols.kernel * g.rows.stride * copy_stride : rows * row_stride;
-  channel_stride = images * image_stride;
+  channel_stride = images * image_stride + lanes;
 }
 
 Blocks::Block Blocks::operator[](int64_t b) const {
@@ -258,6 +264,10 @@ CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int la
   const int64_t macs_per_task = blocks.images * blocks.rows * g.cols.output * g.out_channels *
                                 cin * g.kernel_area() / pieces;
   grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, macs_per_task));
+  block_stage = slab.size(g.in_channels);
+  // (A depthwise block's pieces own distinct channels: nothing is staged twice.)
+  shared_stage = !depthwise && pieces > 1 && blocks.count * block_stage * elem_bytes <= kSharedStageBytes;
+  pack_once = g.out_channels * cin * g.kernel_area() * elem_bytes <= kPackedWeightBytes;
   groups_per_stage = 1;
   if (depthwise) {
     const int64_t per_channel = slab.channel_stride * elem_bytes;
@@ -285,14 +295,23 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   const DstLayout unused = contiguous_dst_layout(g);
   const bool folded = folds(g, unused, lanes);
   blocks = make_blocks(g, lanes, folded, kWeightGradSlots, elem_bytes, ic_block);
-  chunks = std::clamp<int64_t>(div_up(kMinWeightGradTasks, weight_blocks), 1,
-                               std::min(kMaxChunks, blocks.count));
-  blocks_per_chunk = div_up(blocks.count, chunks);
-  chunks = div_up(blocks.count, blocks_per_chunk);
-
   slab = Slab(g, lanes, blocks.rows, folded, blocks.images);
   tap_off = tap_offsets(g, slab);
   slots = SlotTables(g, slab, blocks, unused);
+
+  // Each chunk costs every accumulator a load, a store, a zeroing and a sum of its lanes: a
+  // chunk must run at least kMinChunkVectors vectors through them to be worth it.
+  const int64_t vectors = blocks.count * slots.full.size();
+  chunks = std::clamp<int64_t>(
+      std::min(div_up(kMinWeightGradTasks, weight_blocks), vectors / kMinChunkVectors), 1,
+      std::min(kMaxChunks, blocks.count));
+  blocks_per_chunk = div_up(blocks.count, chunks);
+  chunks = div_up(blocks.count, blocks_per_chunk);
+  block_input = slab.size(g.in_channels);
+  block_grad = g.out_channels * blocks.images * slab.gy_plane(blocks.rows);
+  // Shared only where it saves restaging: several weight blocks along either axis.
+  shared_stage = (oc_blocks > 1 || ic_blocks > 1) &&
+                 blocks.count * (block_input + block_grad) * elem_bytes <= kSharedStageBytes;
 }
 
 }  // namespace cpu

@@ -80,7 +80,9 @@ struct Slab {
   int64_t width;           // folded: dst columns
   int64_t phase_rows;      // folded: staged rows per row phase
   int64_t copy_stride;     // folded: elements per (kernel column, row phase)
-  int64_t channel_stride;  // elements per staged channel
+  int64_t channel_stride;  // elements per staged channel: its images, then one vector of slack
+                           // for stage_row's whole-vector stores past the last row, so that
+                           // channels can be staged by different threads
   int64_t x_alloc;         // by rows: dst columns rounded up to whole vectors
   int64_t image_stride;    // elements per staged image of one channel
   int64_t images;          // images staged together (small images: see Blocks)
@@ -175,6 +177,15 @@ struct CorrelationPlan {
   int64_t grain;             // tasks per at::parallel_for grain
   int64_t groups_per_stage;  // depthwise groups staged together
   Slab slab;
+  // Few blocks split into pieces would each be staged once per piece: then every block is
+  // staged once, before the tasks, into one buffer they share (`block_stage` elements a block,
+  // every channel), as long as that stays within a bound; otherwise each task stages its own.
+  bool shared_stage;
+  int64_t block_stage;
+  // The weights of every tile are packed once per call, before the tasks (rather than once per
+  // task and tile, which reads a large weight from memory once per block), unless the weight
+  // is too large to copy within the scratch bound.
+  bool pack_once;
   std::vector<int64_t> tap_off;
   SlotTables slots;
   int ocb;                   // dst channels per micro-kernel tile
@@ -195,6 +206,12 @@ struct WeightGradPlan {
   int64_t weight_blocks;         // in all groups
   int64_t chunks, blocks_per_chunk;
   Slab slab;
+  // Every weight block would stage the same input rows (and every input-channel block the same
+  // grad_output rows) again: when all blocks' rows fit within a bound, they are staged once,
+  // before the tasks, into buffers the tasks share: `block_input` and `block_grad` elements a
+  // block (every input channel, every output channel).
+  bool shared_stage;
+  int64_t block_input, block_grad;
   std::vector<int64_t> tap_off;
   SlotTables slots;
 

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -73,6 +74,13 @@ struct ForwardVectors {
 // Enough slots per task to fill the widest tile.
 template <typename V>
 constexpr int min_slots() { return V::registers - 4; }
+
+// A call's scratch buffer, left uninitialized: everything in it is written before it is read
+// (and zero-filling megabytes that staging then overwrites costs a pass over memory).
+template <typename S>
+std::unique_ptr<S[]> scratch(int64_t n) {
+  return std::unique_ptr<S[]>(n > 0 ? new S[n] : nullptr);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Staging: the rows a task reads, converted to V::scalar, zero-padded, phase-split.
@@ -133,7 +141,19 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
           S* copy = channel + (kw * rows.stride + q) * s.copy_stride;
           // dst column x reads src column x * stride + col0.
           const int64_t col0 = kw * cols.dilation - cols.padding;
-          for (int64_t m = 0; m < s.phase_rows; ++m) {
+          int64_t m = 0;
+          if (rows.stride == 1 && cols.stride == 1 && col0 == 0 && cols.input == s.width) {
+            // Whole src rows, one after another in both (a 1x1 kernel without padding, say):
+            // the rows inside the image are one contiguous run, copied at once.
+            const int64_t m0 = std::clamp<int64_t>(-first_row - q, 0, s.phase_rows);
+            const int64_t m1 = std::clamp<int64_t>(rows.input - first_row - q, m0, s.phase_rows);
+            for (int64_t x = 0; x < m0 * s.width; ++x) copy[x] = S(0);
+            const int64_t n = (m1 - m0) * s.width;
+            stage_row<V, T>(copy + m0 * s.width, plane + (first_row + q + m0) * cols.input, 0, n, n);
+            for (int64_t x = m1 * s.width; x < s.phase_rows * s.width; ++x) copy[x] = S(0);
+            continue;
+          }
+          for (; m < s.phase_rows; ++m) {
             S* dst = copy + m * s.width;
             const int64_t r = first_row + m * rows.stride + q;
             if (r < 0 || r >= rows.input) {
@@ -337,50 +357,95 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
   const bool depthwise = cin == 1 && cout == 1;
   const int64_t cs = plan.slab.channel_stride;
   const int64_t* tap_off = plan.tap_off.data();
+  const int64_t per_channel = cin * taps;  // packed weight elements per dst channel
+
+  // The tiles' weights and the biases, converted and packed once. A tile of dst channels
+  // [d, d + k) of group grp is packed at (grp * cout + d) * per_channel (depthwise: channel c
+  // at c * taps), so a piece's consecutive tiles are consecutive in `packed`.
+  std::vector<S> biases(g.out_channels);
+  for (int64_t o = 0; o < g.out_channels; ++o) biases[o] = bias ? static_cast<S>(bias[o]) : S(0);
+  const int64_t tiles_per_group = depthwise ? 1 : (cout + plan.ocb - 1) / plan.ocb;
+  const auto pack_tile = [&](int64_t grp, int64_t d, S* to) {
+    const int count = static_cast<int>(depthwise ? 1 : std::min<int64_t>(plan.ocb, cout - d));
+    pack_weights(wl, g, w, grp, d, count, to);
+  };
+  const auto packed = scratch<S>(plan.pack_once ? g.out_channels * per_channel : 0);
+  if (plan.pack_once) {
+    const int64_t grain = std::max<int64_t>(1, 4096 / (plan.ocb * per_channel));
+    at::parallel_for(0, g.groups * tiles_per_group, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t grp = u / tiles_per_group, d = (u % tiles_per_group) * plan.ocb;
+        pack_tile(grp, d, packed.get() + (grp * cout + d) * per_channel);
+      }
+    });
+  }
+  // Every block's rows, staged once, channel by channel (each with its own slack), when the
+  // plan shares them between the pieces of a block.
+  const auto staged = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_stage : 0);
+  if (plan.shared_stage) {
+    const int64_t grain = std::max<int64_t>(1, 16384 / cs);
+    at::parallel_for(0, plan.blocks.count * g.in_channels, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t b = u / g.in_channels, c = u % g.in_channels;
+        stage<V, T>(g, plan.slab, src, plan.blocks[b], c, c + 1,
+                    staged.get() + b * plan.block_stage + c * cs);
+      }
+    });
+  }
+
   at::parallel_for(0, plan.tasks, plan.grain, [&](int64_t begin, int64_t end) {
-    // Per thread: one group's (or depthwise chunk's) staged rows, and one tile's weights.
-    std::vector<S> slab(plan.slab.size(chunk * cin));
-    std::vector<S> wpack((depthwise ? chunk : kMaxForwardOcb) * cin * taps);
-    std::vector<S> bpack(depthwise ? chunk : kMaxForwardOcb);
+    // Per thread, only what is not shared: one group's (or depthwise chunk's) staged rows, and
+    // one tile's weights.
+    std::vector<S> slab(plan.shared_stage ? 0 : plan.slab.size(chunk * cin));
+    std::vector<S> wpack(plan.pack_once ? 0 : (depthwise ? chunk : kMaxForwardOcb) * per_channel);
     for (int64_t task = begin; task < end; ++task) {
-      const Blocks::Block blk = plan.blocks[task / plan.pieces];
+      const int64_t b = task / plan.pieces;
+      const Blocks::Block blk = plan.blocks[b];
       const int64_t piece = task % plan.pieces;
       const SlotTable& slots = plan.slots.of(blk, plan.blocks);
       T* out_n = dst + blk.n0 * dl.image + dl.offset + blk.y0 * dl.row;
+      // Src channels [c0, c1) of this block, staged: shared, or staged here.
+      const auto rows_of = [&](int64_t c0, int64_t c1) -> const S* {
+        if (plan.shared_stage) return staged.get() + b * plan.block_stage + c0 * cs;
+        stage<V, T>(g, plan.slab, src, blk, c0, c1, slab.data());
+        return slab.data();
+      };
       if (depthwise) {
         const int64_t first = piece * g.groups / plan.pieces;
         const int64_t last = (piece + 1) * g.groups / plan.pieces;
         for (int64_t g0 = first; g0 < last; g0 += chunk) {
           const int64_t g1 = std::min(last, g0 + chunk);
-          stage<V, T>(g, plan.slab, src, blk, g0, g1, slab.data());
-          for (int64_t c = g0; c < g1; ++c) {
-            pack_weights(wl, g, w, c, 0, 1, wpack.data() + (c - g0) * taps);
-            bpack[c - g0] = bias ? static_cast<S>(bias[c]) : S(0);
+          const S* in = rows_of(g0, g1);
+          const S* wp = packed.get() + g0 * taps;
+          if (!plan.pack_once) {
+            for (int64_t c = g0; c < g1; ++c) pack_tile(c, 0, wpack.data() + (c - g0) * taps);
+            wp = wpack.data();
           }
           const BlockRun run{g1 - g0, cs, taps, 1, out_plane};
-          forward_slots<V, T, 1>(slots, slab.data(), cs, tap_off, taps, 1, wpack.data(),
-                                 bpack.data(), out_n + g0 * out_plane, out_plane, out_col, run);
+          forward_slots<V, T, 1>(slots, in, cs, tap_off, taps, 1, wp, biases.data() + g0,
+                                 out_n + g0 * out_plane, out_plane, out_col, run);
         }
         continue;
       }
       // This piece's dst channels of every group: whole tiles of plan.ocb, the last one short.
-      const int64_t tiles = (cout + plan.ocb - 1) / plan.ocb;
-      const int64_t d_first = piece * tiles / plan.pieces * plan.ocb;
-      const int64_t d_last = std::min(cout, (piece + 1) * tiles / plan.pieces * plan.ocb);
+      const int64_t d_first = piece * tiles_per_group / plan.pieces * plan.ocb;
+      const int64_t d_last = std::min(cout, (piece + 1) * tiles_per_group / plan.pieces * plan.ocb);
       const BlockRun one{1, 0, 0, 0, 0};
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        stage<V, T>(g, plan.slab, src, blk, grp * cin, (grp + 1) * cin, slab.data());
+        const S* in = rows_of(grp * cin, (grp + 1) * cin);
         for (int64_t d = d_first; d < d_last;) {
           const int ocb = static_cast<int>(std::min<int64_t>(plan.ocb, d_last - d));
-          pack_weights(wl, g, w, grp, d, ocb, wpack.data());
           const int64_t o0 = grp * cout + d;
-          for (int j = 0; j < ocb; ++j) bpack[j] = bias ? static_cast<S>(bias[o0 + j]) : S(0);
+          const S* wp = packed.get() + o0 * per_channel;
+          if (!plan.pack_once) {
+            pack_tile(grp, d, wpack.data());
+            wp = wpack.data();
+          }
+          const S* bp = biases.data() + o0;
           T* out = out_n + o0 * out_plane;
-          const S* wp = wpack.data();
-          const S* bp = bpack.data();
 #define CORR2D_FORWARD_TILE(K)                                                               \
   case K:                                                                                    \
-    forward_slots<V, T, K>(slots, slab.data(), cs, tap_off, taps, cin, wp, bp, out, out_plane, \
+    forward_slots<V, T, K>(slots, in, cs, tap_off, taps, cin, wp, bp, out, out_plane,        \
                            out_col, one);                                                    \
     break;
           switch (ocb) {
@@ -535,16 +600,56 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
   // Chunk partials only when there are several chunks, that is when the weight is small.
   std::vector<S> partial(plan.chunks > 1 ? plan.chunks * w_numel : 0);
 
+  // One image's rows of grad_output channel o of a block, converted, zero past each row's end
+  // (by rows) or, folded, past the block's last pixel: not stale or unwritten values, possibly
+  // non-finite, which the masked tiles would multiply by their zeroed input lanes.
+  const auto stage_grad = [&](const Blocks::Block& blk, int64_t o, S* to_o) {
+    const int64_t w = g.cols.output;
+    for (int64_t i = 0; i < blk.images; ++i) {
+      S* to = to_o + i * gy_image;
+      for (int64_t r = 0; r < blk.rows; ++r) {
+        const T* from = grad_output + g.output_offset(blk.n0 + i, o) + (blk.y0 + r) * w;
+        S* row = to + r * gy_row;
+        for (int64_t x = 0; x < w; ++x) row[x] = static_cast<S>(from[x]);
+        if (!plan.slab.folded)
+          for (int64_t x = w; x < gy_row; ++x) row[x] = S(0);
+      }
+      if (plan.slab.folded)
+        for (int64_t p = blk.rows * gy_row; p < plan.slab.gy_plane(blk.rows); ++p) to[p] = S(0);
+    }
+  };
+  // Every block's input rows (every input channel) and grad_output rows (every output
+  // channel), staged once for all weight blocks, when the plan shares them.
+  const int64_t cs = plan.slab.channel_stride;
+  const auto staged_in = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_input : 0);
+  const auto staged_gy = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_grad : 0);
+  if (plan.shared_stage) {
+    const int64_t per_block = g.in_channels + g.out_channels;
+    const int64_t grain = std::max<int64_t>(1, 16384 / cs);
+    at::parallel_for(0, plan.blocks.count * per_block, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t b = u / per_block, c = u % per_block;
+        const Blocks::Block blk = plan.blocks[b];
+        if (c < g.in_channels)
+          stage<V, T>(g, plan.slab, input, blk, c, c + 1,
+                      staged_in.get() + b * plan.block_input + c * cs);
+        else
+          stage_grad(blk, c - g.in_channels,
+                     staged_gy.get() + b * plan.block_grad + (c - g.in_channels) * gy_o_stride);
+      }
+    });
+  }
+
   at::parallel_for(0, plan.tasks(), 1, [&](int64_t begin, int64_t end) {
     // Per thread, bounded by the plan's block sizes, not by the weight.
-    std::vector<S> slab(plan.slab.size(plan.ic_block));
-    std::vector<S> gy_stage(plan.oc_block * gy_o_stride, S(0));  // zero past each row's end
+    std::vector<S> slab(plan.shared_stage ? 0 : plan.slab.size(plan.ic_block));
+    std::vector<S> gy_stage(plan.shared_stage ? 0 : plan.oc_block * gy_o_stride);
     std::vector<S> lanes(plan.oc_block * plan.ic_block * taps * L);
     // Slab offsets of the (input channel, tap) pairs of a weight block.
     std::vector<int64_t> pair_off(plan.ic_block * taps);
     for (int64_t i = 0; i < plan.ic_block; ++i)
       for (int64_t t = 0; t < taps; ++t)
-        pair_off[i * taps + t] = i * plan.slab.channel_stride + tap_off[t];
+        pair_off[i * taps + t] = i * cs + tap_off[t];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t chunk = task % plan.chunks;
       const int64_t wblock = task / plan.chunks;
@@ -560,20 +665,19 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
         const Blocks::Block blk = plan.blocks[b];
         const SlotTable& ws = plan.slots.of(blk, plan.blocks);
         const int64_t c_first = g.first_input_channel(grp) + ic0;
-        stage<V, T>(g, plan.slab, input, blk, c_first, c_first + ic_n, slab.data());
-        for (int64_t o = 0; o < oc_n; ++o)
-          for (int64_t i = 0; i < blk.images; ++i) {
-            S* to = gy_stage.data() + o * gy_o_stride + i * gy_image;
-            for (int64_t r = 0; r < blk.rows; ++r) {
-              const T* from = grad_output + g.output_offset(blk.n0 + i, grp * cout + oc0 + o) +
-                              (blk.y0 + r) * g.cols.output;
-              for (int64_t x = 0; x < g.cols.output; ++x) to[r * gy_row + x] = static_cast<S>(from[x]);
-            }
-            // Folded, the last vector's lanes past the block's last pixel: zero, not an
-            // earlier block's (possibly non-finite) values.
-            if (plan.slab.folded)
-              for (int64_t p = blk.rows * gy_row; p < plan.slab.gy_plane(blk.rows); ++p) to[p] = S(0);
-          }
+        const int64_t o_first = grp * cout + oc0;
+        const S* block_in = nullptr;
+        const S* block_gy = nullptr;
+        if (plan.shared_stage) {
+          block_in = staged_in.get() + b * plan.block_input + c_first * cs;
+          block_gy = staged_gy.get() + b * plan.block_grad + o_first * gy_o_stride;
+        } else {
+          stage<V, T>(g, plan.slab, input, blk, c_first, c_first + ic_n, slab.data());
+          for (int64_t o = 0; o < oc_n; ++o)
+            stage_grad(blk, o_first + o, gy_stage.data() + o * gy_o_stride);
+          block_in = slab.data();
+          block_gy = gy_stage.data();
+        }
         // The tiles run over (input channel, tap) pairs as one axis: the lanes of pair (i, t)
         // are adjacent as taps are, and the pair's slab offset is i * channel_stride plus the
         // tap's. So a 1x1 kernel fills a tile with input channels instead of leaving it one tap
@@ -581,8 +685,8 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
         const int64_t pairs = ic_n * taps;
         const int64_t* off = pair_off.data();
         for (int64_t o = 0; o < oc_n; o += kMaxOcb) {
-          const S* gy = gy_stage.data() + o * gy_o_stride;
-          const S* in = slab.data();
+          const S* gy = block_gy + o * gy_o_stride;
+          const S* in = block_in;
           S* l = lanes.data() + o * pairs * L;
           switch (std::min<int64_t>(kMaxOcb, oc_n - o)) {
             case 4: weight_grad_taps<V, 4>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
