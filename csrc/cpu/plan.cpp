@@ -203,13 +203,12 @@ SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t ima
   // Whole vectors first, then the partial ones: (in, out, gy, valid) of each, image by image.
   for (int pass = 0; pass < 2; ++pass)
     for (int64_t i = 0; i < images; ++i) {
-      const int64_t in0 = i * s.image_stride, out0 = i * dst.image, gy0 = i * s.gy_plane(rows);
-      const auto add = [&](int64_t in, int64_t out, int64_t gy, int64_t n) {
+      const int64_t in0 = i * s.image_stride, out0 = i * dst.image;
+      const auto add = [&](int64_t in, int64_t out, int64_t n) {
         const bool whole = n == s.lanes;
         if (whole != (pass == 0)) return;
         in_off.push_back(in0 + in);
         out_off.push_back(out0 + out);
-        gy_off.push_back(gy0 + gy);
         valid.push_back(static_cast<int>(n));
         full += whole;
       };
@@ -217,12 +216,12 @@ SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t ima
         // Vectors of consecutive pixels p = y * w + x of the image's rows, across rows.
         const int64_t pixels = rows * w;
         for (int64_t p = 0; p < pixels; p += s.lanes)
-          add(p, p, p, std::min<int64_t>(s.lanes, pixels - p));
+          add(p, p, std::min<int64_t>(s.lanes, pixels - p));
       } else {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t x0 = 0; x0 < w; x0 += s.lanes)
             add(r * g.rows.stride * s.row_stride + x0, r * dst.row + x0 * dst.col,
-                r * s.x_alloc + x0, std::min<int64_t>(s.lanes, w - x0));
+                std::min<int64_t>(s.lanes, w - x0));
       }
     }
 }
@@ -308,10 +307,8 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   blocks_per_chunk = div_up(blocks.count, chunks);
   chunks = div_up(blocks.count, blocks_per_chunk);
   block_input = slab.size(g.in_channels);
-  block_grad = g.out_channels * blocks.images * slab.gy_plane(blocks.rows);
-  // Shared only where it saves restaging: several weight blocks along either axis.
-  shared_stage = (oc_blocks > 1 || ic_blocks > 1) &&
-                 blocks.count * (block_input + block_grad) * elem_bytes <= kSharedStageBytes;
+  // Shared only where it saves restaging: several weight blocks along the output channels.
+  shared_stage = oc_blocks > 1 && blocks.count * block_input * elem_bytes <= kSharedStageBytes;
 }
 
 }  // namespace cpu

@@ -97,12 +97,6 @@ struct Slab {
   int64_t elements_per_row(const Geometry& g) const {
     return folded ? g.cols.kernel * width : row_stride;
   }
-  // The weight gradient's staged grad_output: one channel's rows of a task, each `gy_row`
-  // apart, zero past each row's end (by rows) or past the task's last pixel (folded).
-  int64_t gy_row() const { return folded ? width : x_alloc; }
-  int64_t gy_plane(int64_t dst_rows) const {
-    return folded ? round_up(dst_rows * width, lanes) : dst_rows * x_alloc;
-  }
 };
 
 // Whether a correlation writing through `dst` stages folded (see Slab).
@@ -112,10 +106,6 @@ bool folds(const Geometry& g, const DstLayout& dst, int lanes);
 // position 0.
 std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s);
 
-// The vectors of `lanes` dst pixels of a task (its "slots"), as offsets: slot v covers dst row
-// r of the task's row block, columns x0 .. x0 + lanes - 1; it reads the slab at in_off[v] and
-// the staged grad_output at gy_off[v], writes dst at out_off[v] from the task's first row,
-// and `valid` of its lanes are real (fewer at the right edge). Whole vectors come first.
 // The sum over images and dst rows, cut into blocks that one task stages and runs at a time:
 // `rows` dst rows of one image, or, for small images, `images` whole images (so that a block has
 // enough vectors to fill the micro-kernel's tiles). Depends on the geometry, lanes and element
@@ -138,11 +128,11 @@ Blocks make_blocks(const Geometry& g, int lanes, bool folded, int64_t min_slots,
 
 // The vectors of `lanes` dst pixels of a block (its "slots"), as offsets: slot v covers dst
 // row r of the block's image i, columns x0 .. x0 + lanes - 1 (or, folded, `lanes` consecutive
-// pixels of the image); it reads the slab at in_off[v] and the staged grad_output at
-// gy_off[v], writes dst at out_off[v] from the block's first pixel, and `valid` of its lanes
+// pixels of the image); it reads the slab at in_off[v] and writes dst at out_off[v] from the
+// block's first pixel (the weight gradient reads grad_output there), and `valid` of its lanes
 // are real (fewer at the right edge). Whole vectors come first.
 struct SlotTable {
-  std::vector<int64_t> in_off, out_off, gy_off;
+  std::vector<int64_t> in_off, out_off;
   std::vector<int> valid;
   int full = 0;  // the first `full` slots are whole vectors
 
@@ -206,12 +196,11 @@ struct WeightGradPlan {
   int64_t weight_blocks;         // in all groups
   int64_t chunks, blocks_per_chunk;
   Slab slab;
-  // Every weight block would stage the same input rows (and every input-channel block the same
-  // grad_output rows) again: when all blocks' rows fit within a bound, they are staged once,
-  // before the tasks, into buffers the tasks share: `block_input` and `block_grad` elements a
-  // block (every input channel, every output channel).
+  // Every weight block along the output channels would stage the same input rows again: when
+  // all blocks' rows fit within a bound, they are staged once, before the tasks, into a buffer
+  // the tasks share, `block_input` elements a block (every input channel).
   bool shared_stage;
-  int64_t block_input, block_grad;
+  int64_t block_input;
   std::vector<int64_t> tap_off;
   SlotTables slots;
 

@@ -82,6 +82,27 @@ std::unique_ptr<S[]> scratch(int64_t n) {
   return std::unique_ptr<S[]>(n > 0 ? new S[n] : nullptr);
 }
 
+// The first n lanes of p, converted, zeros in the others; memory past p + n is not read. The
+// traits' masked load for V::scalar; bfloat16 and float16 (a slot's last vector, rarely) go
+// through a zeroed buffer.
+template <typename V, typename T>
+CORR2D_TARGET __attribute__((always_inline)) inline typename V::reg load_first_from(const T* p,
+                                                                                     int n) {
+  if constexpr (std::is_same_v<T, typename V::scalar>) {
+    return V::load_first(p, n);
+  } else {
+    T tmp[V::lanes] = {};
+    for (int k = 0; k < n; ++k) tmp[k] = p[k];
+    return V::template load_from<T>(tmp);
+  }
+}
+// A whole vector, or (MASKED) its first n lanes only.
+template <typename V, bool MASKED, typename T>
+CORR2D_TARGET __attribute__((always_inline)) inline typename V::reg load_lanes(const T* p, int n) {
+  if constexpr (MASKED) return load_first_from<V>(p, n);
+  else return V::template load_from<T>(p);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Staging: the rows a task reads, converted to V::scalar, zero-padded, phase-split.
 
@@ -470,15 +491,15 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
 // Weight gradient: grad_w[o, i, t] = sum over (n, y, x) of gy[n, o, y, x] * slab(i, y, x, t).
 // Micro-kernel: OCB output channels x TB taps of accumulators, carried across every pixel
 // vector of a row block, then stored back into the task's lane buffer; the lanes are summed (in
-// a fixed order) once per task. Slot v reads the slab at in + in_off[v] and the staged
-// grad_output (zero past each row's end) at gy + gy_off[v] for channel o0.
+// a fixed order) once per task. Slot v reads the slab at in + in_off[v] and grad_output itself
+// (of type TG, converted as it is loaded) at gy + gy_off[v] for channel o0.
 //
-// MASKED is for the slots at the right edge: their lanes past the row's end would multiply that
-// zero by whatever the slab holds there, and 0 * inf would put a NaN in a gradient that
-// F.conv2d computes finite, so those lanes of the input are cleared instead.
-template <typename V, int OCB, int TB, bool MASKED>
+// MASKED is for the slots at the right edge, of which only `valid` lanes are pixels: both
+// operands are loaded with their other lanes zero and their memory unread (past the row's end
+// lie the next row or channel, which must not be added, or the end of the tensor).
+template <typename V, typename TG, int OCB, int TB, bool MASKED>
 CORR2D_TARGET void weight_grad_tile(const typename V::scalar* in, const int64_t* in_off,
-                                    const typename V::scalar* gy, const int64_t* gy_off,
+                                    const TG* gy, const int64_t* gy_off,
                                     const int* valid, int nv, int64_t gy_o_stride,
                                     const int64_t* tap_off, typename V::scalar* lanes,
                                     int64_t lanes_o_stride) {
@@ -495,29 +516,25 @@ CORR2D_TARGET void weight_grad_tile(const typename V::scalar* in, const int64_t*
   for (int t = 0; t < TB; ++t) taps[t] = tap_off[t];
   for (int v = 0; v < nv; ++v) {
     const S* x0 = in + in_off[v];
-    const S* g0 = gy + gy_off[v];
+    const TG* g0 = gy + gy_off[v];
     const int keep = MASKED ? valid[v] : L;
     if constexpr (TB <= OCB) {
       R x[TB];
       CORR2D_UNROLL
-      for (int t = 0; t < TB; ++t) {
-        x[t] = V::load(x0 + taps[t]);
-        if constexpr (MASKED) x[t] = V::keep_lanes(x[t], keep);
-      }
+      for (int t = 0; t < TB; ++t) x[t] = load_lanes<V, MASKED>(x0 + taps[t], keep);
       CORR2D_UNROLL
       for (int j = 0; j < OCB; ++j) {
-        const R gv = V::load(g0 + j * gy_o_stride);
+        const R gv = load_lanes<V, MASKED>(g0 + j * gy_o_stride, keep);
         CORR2D_UNROLL
         for (int t = 0; t < TB; ++t) acc[j][t] = V::fma(gv, x[t], acc[j][t]);
       }
     } else {
       R gv[OCB];
       CORR2D_UNROLL
-      for (int j = 0; j < OCB; ++j) gv[j] = V::load(g0 + j * gy_o_stride);
+      for (int j = 0; j < OCB; ++j) gv[j] = load_lanes<V, MASKED>(g0 + j * gy_o_stride, keep);
       CORR2D_UNROLL
       for (int t = 0; t < TB; ++t) {
-        R x = V::load(x0 + taps[t]);
-        if constexpr (MASKED) x = V::keep_lanes(x, keep);
+        const R x = load_lanes<V, MASKED>(x0 + taps[t], keep);
         CORR2D_UNROLL
         for (int j = 0; j < OCB; ++j) acc[j][t] = V::fma(gv[j], x, acc[j][t]);
       }
@@ -529,51 +546,51 @@ CORR2D_TARGET void weight_grad_tile(const typename V::scalar* in, const int64_t*
     for (int t = 0; t < TB; ++t) V::store(lanes + j * lanes_o_stride + t * L, acc[j][t]);
 }
 
-template <typename V, int OCB, int TB>
+template <typename V, typename TG, int OCB, int TB>
 void weight_grad_block(const SlotTable& ws, const typename V::scalar* in,
-                       const typename V::scalar* gy, int64_t gy_o_stride,
+                       const TG* gy, int64_t gy_o_stride,
                        const int64_t* tap_off, typename V::scalar* lanes,
                        int64_t lanes_o_stride) {
-  weight_grad_tile<V, OCB, TB, false>(in, ws.in_off.data(), gy, ws.gy_off.data(),
+  weight_grad_tile<V, TG, OCB, TB, false>(in, ws.in_off.data(), gy, ws.out_off.data(),
                                       ws.valid.data(), ws.full, gy_o_stride, tap_off, lanes,
                                       lanes_o_stride);
   const int rest = ws.size() - ws.full;
   if (rest > 0)
-    weight_grad_tile<V, OCB, TB, true>(in, ws.in_off.data() + ws.full, gy,
-                                       ws.gy_off.data() + ws.full, ws.valid.data() + ws.full,
+    weight_grad_tile<V, TG, OCB, TB, true>(in, ws.in_off.data() + ws.full, gy,
+                                           ws.out_off.data() + ws.full, ws.valid.data() + ws.full,
                                        rest, gy_o_stride, tap_off, lanes, lanes_o_stride);
 }
 
 // The last `rest` (< TB) taps, in one tile of exactly that many.
-template <typename V, int OCB, int TB>
+template <typename V, typename TG, int OCB, int TB>
 void weight_grad_rest(int64_t rest, const SlotTable& ws, const typename V::scalar* in,
-                      const typename V::scalar* gy, int64_t gy_o_stride,
+                      const TG* gy, int64_t gy_o_stride,
                       const int64_t* tap_off, typename V::scalar* lanes,
                       int64_t lanes_o_stride) {
   if constexpr (TB > 1) {
     if (rest == TB - 1) {
-      weight_grad_block<V, OCB, TB - 1>(ws, in, gy, gy_o_stride, tap_off, lanes, lanes_o_stride);
+      weight_grad_block<V, TG, OCB, TB - 1>(ws, in, gy, gy_o_stride, tap_off, lanes, lanes_o_stride);
       return;
     }
-    weight_grad_rest<V, OCB, TB - 1>(rest, ws, in, gy, gy_o_stride, tap_off, lanes,
+    weight_grad_rest<V, TG, OCB, TB - 1>(rest, ws, in, gy, gy_o_stride, tap_off, lanes,
                                      lanes_o_stride);
   }
 }
 
 // Every tap of OCB output channels and one input channel: TB taps at a time, then the rest.
-template <typename V, int OCB>
+template <typename V, typename TG, int OCB>
 void weight_grad_taps(const SlotTable& ws, const typename V::scalar* in,
-                      const typename V::scalar* gy, int64_t gy_o_stride,
+                      const TG* gy, int64_t gy_o_stride,
                       const int64_t* tap_off, int64_t taps, typename V::scalar* lanes,
                       int64_t lanes_o_stride) {
   constexpr int TB = weight_grad_taps_per_tile<V>(OCB);
   constexpr int L = V::lanes;
   int64_t t = 0;
   for (; t + TB <= taps; t += TB)
-    weight_grad_block<V, OCB, TB>(ws, in, gy, gy_o_stride, tap_off + t, lanes + t * L,
+    weight_grad_block<V, TG, OCB, TB>(ws, in, gy, gy_o_stride, tap_off + t, lanes + t * L,
                                   lanes_o_stride);
   if (t < taps)
-    weight_grad_rest<V, OCB, TB>(taps - t, ws, in, gy, gy_o_stride, tap_off + t, lanes + t * L,
+    weight_grad_rest<V, TG, OCB, TB>(taps - t, ws, in, gy, gy_o_stride, tap_off + t, lanes + t * L,
                                  lanes_o_stride);
 }
 
@@ -593,49 +610,24 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
   const int64_t w_numel = g.out_channels * cin * taps;
-  const int64_t gy_row = plan.slab.gy_row();
-  const int64_t gy_image = plan.slab.gy_plane(plan.blocks.rows);
-  const int64_t gy_o_stride = plan.blocks.images * gy_image;
   const int64_t* tap_off = plan.tap_off.data();
+  // grad_output is read in place, through the slots' dst offsets: channel o0 + j of the
+  // block's first image at j * its plane from the block's first pixel.
+  const int64_t gy_o_stride = g.output_plane();
   // Chunk partials only when there are several chunks, that is when the weight is small.
   std::vector<S> partial(plan.chunks > 1 ? plan.chunks * w_numel : 0);
 
-  // One image's rows of grad_output channel o of a block, converted, zero past each row's end
-  // (by rows) or, folded, past the block's last pixel: not stale or unwritten values, possibly
-  // non-finite, which the masked tiles would multiply by their zeroed input lanes.
-  const auto stage_grad = [&](const Blocks::Block& blk, int64_t o, S* to_o) {
-    const int64_t w = g.cols.output;
-    for (int64_t i = 0; i < blk.images; ++i) {
-      S* to = to_o + i * gy_image;
-      for (int64_t r = 0; r < blk.rows; ++r) {
-        const T* from = grad_output + g.output_offset(blk.n0 + i, o) + (blk.y0 + r) * w;
-        S* row = to + r * gy_row;
-        for (int64_t x = 0; x < w; ++x) row[x] = static_cast<S>(from[x]);
-        if (!plan.slab.folded)
-          for (int64_t x = w; x < gy_row; ++x) row[x] = S(0);
-      }
-      if (plan.slab.folded)
-        for (int64_t p = blk.rows * gy_row; p < plan.slab.gy_plane(blk.rows); ++p) to[p] = S(0);
-    }
-  };
-  // Every block's input rows (every input channel) and grad_output rows (every output
-  // channel), staged once for all weight blocks, when the plan shares them.
+  // Every block's input rows (every input channel), staged once for all weight blocks, when
+  // the plan shares them.
   const int64_t cs = plan.slab.channel_stride;
-  const auto staged_in = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_input : 0);
-  const auto staged_gy = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_grad : 0);
+  const auto staged = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_input : 0);
   if (plan.shared_stage) {
-    const int64_t per_block = g.in_channels + g.out_channels;
     const int64_t grain = std::max<int64_t>(1, 16384 / cs);
-    at::parallel_for(0, plan.blocks.count * per_block, grain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, plan.blocks.count * g.in_channels, grain, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
-        const int64_t b = u / per_block, c = u % per_block;
-        const Blocks::Block blk = plan.blocks[b];
-        if (c < g.in_channels)
-          stage<V, T>(g, plan.slab, input, blk, c, c + 1,
-                      staged_in.get() + b * plan.block_input + c * cs);
-        else
-          stage_grad(blk, c - g.in_channels,
-                     staged_gy.get() + b * plan.block_grad + (c - g.in_channels) * gy_o_stride);
+        const int64_t b = u / g.in_channels, c = u % g.in_channels;
+        stage<V, T>(g, plan.slab, input, plan.blocks[b], c, c + 1,
+                    staged.get() + b * plan.block_input + c * cs);
       }
     });
   }
@@ -643,7 +635,6 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
   at::parallel_for(0, plan.tasks(), 1, [&](int64_t begin, int64_t end) {
     // Per thread, bounded by the plan's block sizes, not by the weight.
     std::vector<S> slab(plan.shared_stage ? 0 : plan.slab.size(plan.ic_block));
-    std::vector<S> gy_stage(plan.shared_stage ? 0 : plan.oc_block * gy_o_stride);
     std::vector<S> lanes(plan.oc_block * plan.ic_block * taps * L);
     // Slab offsets of the (input channel, tap) pairs of a weight block.
     std::vector<int64_t> pair_off(plan.ic_block * taps);
@@ -666,18 +657,12 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
         const SlotTable& ws = plan.slots.of(blk, plan.blocks);
         const int64_t c_first = g.first_input_channel(grp) + ic0;
         const int64_t o_first = grp * cout + oc0;
-        const S* block_in = nullptr;
-        const S* block_gy = nullptr;
-        if (plan.shared_stage) {
-          block_in = staged_in.get() + b * plan.block_input + c_first * cs;
-          block_gy = staged_gy.get() + b * plan.block_grad + o_first * gy_o_stride;
-        } else {
+        const T* block_gy = grad_output + g.output_offset(blk.n0, o_first) + blk.y0 * g.cols.output;
+        const S* block_in = slab.data();
+        if (plan.shared_stage)
+          block_in = staged.get() + b * plan.block_input + c_first * cs;
+        else
           stage<V, T>(g, plan.slab, input, blk, c_first, c_first + ic_n, slab.data());
-          for (int64_t o = 0; o < oc_n; ++o)
-            stage_grad(blk, o_first + o, gy_stage.data() + o * gy_o_stride);
-          block_in = slab.data();
-          block_gy = gy_stage.data();
-        }
         // The tiles run over (input channel, tap) pairs as one axis: the lanes of pair (i, t)
         // are adjacent as taps are, and the pair's slab offset is i * channel_stride plus the
         // tap's. So a 1x1 kernel fills a tile with input channels instead of leaving it one tap
@@ -685,14 +670,14 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
         const int64_t pairs = ic_n * taps;
         const int64_t* off = pair_off.data();
         for (int64_t o = 0; o < oc_n; o += kMaxOcb) {
-          const S* gy = block_gy + o * gy_o_stride;
+          const T* gy = block_gy + o * gy_o_stride;
           const S* in = block_in;
           S* l = lanes.data() + o * pairs * L;
           switch (std::min<int64_t>(kMaxOcb, oc_n - o)) {
-            case 4: weight_grad_taps<V, 4>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
-            case 3: weight_grad_taps<V, 3>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
-            case 2: weight_grad_taps<V, 2>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
-            default: weight_grad_taps<V, 1>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            case 4: weight_grad_taps<V, T, 4>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            case 3: weight_grad_taps<V, T, 3>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            case 2: weight_grad_taps<V, T, 2>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
+            default: weight_grad_taps<V, T, 1>(ws, in, gy, gy_o_stride, off, pairs, l, l_o_stride); break;
           }
         }
       }

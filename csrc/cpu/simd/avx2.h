@@ -56,8 +56,10 @@ struct Avx2F32 {
   static CORR2D_AVX2_INLINE reg load(const float* p) { return _mm256_loadu_ps(p); }
   static CORR2D_AVX2_INLINE void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static CORR2D_AVX2_INLINE reg fma(reg a, reg b, reg acc) { return _mm256_fmadd_ps(a, b, acc); }
-  static CORR2D_AVX2_INLINE reg keep_lanes(reg v, int valid) {
-    return _mm256_and_ps(v, _mm256_castsi256_ps(avx2_detail::first_lanes32(valid)));
+  // The first n lanes from p, zeros in the others; memory past p + n is not read (vmaskmov
+  // suppresses faults on the masked lanes).
+  static CORR2D_AVX2_INLINE reg load_first(const float* p, int n) {
+    return _mm256_maskload_ps(p, avx2_detail::first_lanes32(n));
   }
   template <typename T>
   static CORR2D_AVX2_INLINE reg load_from(const T* p) {
@@ -95,9 +97,9 @@ struct Avx2F64 {
   static CORR2D_AVX2_INLINE reg load(const double* p) { return _mm256_loadu_pd(p); }
   static CORR2D_AVX2_INLINE void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
   static CORR2D_AVX2_INLINE reg fma(reg a, reg b, reg acc) { return _mm256_fmadd_pd(a, b, acc); }
-  static CORR2D_AVX2_INLINE reg keep_lanes(reg v, int valid) {
-    // Two 32-bit mask lanes per double lane.
-    return _mm256_and_pd(v, _mm256_castsi256_pd(avx2_detail::first_lanes32(2 * valid)));
+  static CORR2D_AVX2_INLINE reg load_first(const double* p, int n) {
+    // Two 32-bit mask lanes per double lane: the mask's sign bits are those of the high halves.
+    return _mm256_maskload_pd(p, avx2_detail::first_lanes32(2 * n));
   }
   template <typename T>
   static CORR2D_AVX2_INLINE reg load_from(const T* p) {

@@ -47,8 +47,10 @@ struct Avx512F32 {
   static CORR2D_AVX512_INLINE reg load(const float* p) { return _mm512_loadu_ps(p); }
   static CORR2D_AVX512_INLINE void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static CORR2D_AVX512_INLINE reg fma(reg a, reg b, reg acc) { return _mm512_fmadd_ps(a, b, acc); }
-  static CORR2D_AVX512_INLINE reg keep_lanes(reg v, int valid) {
-    return _mm512_maskz_mov_ps(static_cast<__mmask16>((1u << valid) - 1), v);
+  // The first n lanes from p, zeros in the others; memory past p + n is not read (masked
+  // lanes do not fault).
+  static CORR2D_AVX512_INLINE reg load_first(const float* p, int n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
   }
   template <typename T>
   static CORR2D_AVX512_INLINE reg load_from(const T* p) {
@@ -86,8 +88,8 @@ struct Avx512F64 {
   static CORR2D_AVX512_INLINE reg load(const double* p) { return _mm512_loadu_pd(p); }
   static CORR2D_AVX512_INLINE void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
   static CORR2D_AVX512_INLINE reg fma(reg a, reg b, reg acc) { return _mm512_fmadd_pd(a, b, acc); }
-  static CORR2D_AVX512_INLINE reg keep_lanes(reg v, int valid) {
-    return _mm512_maskz_mov_pd(static_cast<__mmask8>((1u << valid) - 1), v);
+  static CORR2D_AVX512_INLINE reg load_first(const double* p, int n) {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);
   }
   template <typename T>
   static CORR2D_AVX512_INLINE reg load_from(const T* p) {

@@ -41,9 +41,11 @@ struct GenericVec {
   }
   // v with the lanes from `valid` on cleared (set to +0, not multiplied by 0: the lanes hold
   // input past a row's end, possibly inf).
-  static inline reg keep_lanes(reg v, int valid) {
-    for (int k = valid; k < Lanes; ++k) v[k] = scalar(0);
-    return v;
+  // The first n lanes from p, zeros in the others; memory past p + n is not read.
+  static inline reg load_first(const scalar* p, int n) {
+    reg r{};
+    for (int k = 0; k < n; ++k) r[k] = p[k];
+    return r;
   }
   // Loads and stores from another element type: converted on the way in, rounded once on the
   // way out, with c10's own conversions (round to nearest even), so every instantiation rounds

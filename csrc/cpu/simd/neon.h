@@ -25,9 +25,12 @@ struct NeonF32 {
   static inline reg load(const float* p) { return vld1q_f32(p); }
   static inline void store(float* p, reg v) { vst1q_f32(p, v); }
   static inline reg fma(reg a, reg b, reg acc) { return vfmaq_f32(acc, a, b); }
-  static inline reg keep_lanes(reg v, int valid) {
-    alignas(16) static const uint32_t mask[8] = {~0u, ~0u, ~0u, ~0u, 0, 0, 0, 0};
-    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), vld1q_u32(mask + 4 - valid)));
+  // The first n lanes from p, zeros in the others; memory past p + n is not read (NEON has
+  // no masked load: through a zeroed buffer).
+  static inline reg load_first(const float* p, int n) {
+    alignas(16) float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < n; ++k) tmp[k] = p[k];
+    return vld1q_f32(tmp);
   }
   template <typename T>
   static inline reg load_from(const T* p) {
@@ -76,9 +79,10 @@ struct NeonF64 {
   static inline reg load(const double* p) { return vld1q_f64(p); }
   static inline void store(double* p, reg v) { vst1q_f64(p, v); }
   static inline reg fma(reg a, reg b, reg acc) { return vfmaq_f64(acc, a, b); }
-  static inline reg keep_lanes(reg v, int valid) {
-    alignas(16) static const uint64_t mask[4] = {~0ull, ~0ull, 0, 0};
-    return vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(v), vld1q_u64(mask + 2 - valid)));
+  static inline reg load_first(const double* p, int n) {
+    alignas(16) double tmp[2] = {0.0, 0.0};
+    for (int k = 0; k < n; ++k) tmp[k] = p[k];
+    return vld1q_f64(tmp);
   }
   template <typename T>
   static inline reg load_from(const T* p) {
