@@ -139,6 +139,22 @@ bool folds(const Geometry& g, const DstLayout& dst, int lanes) {
   return 5 * w < 4 * round_up(w, lanes);
 }
 
+bool reads_in_place(const Geometry& g, const DstLayout& dst, bool same_dtype) {
+  const auto plain = [](const Axis& a) {
+    return a.kernel == 1 && a.stride == 1 && a.padding == 0 && a.input == a.output;
+  };
+  return same_dtype && plain(g.rows) && plain(g.cols) && dst.col == 1 &&
+         dst.row == g.cols.output && dst.channel == g.output_plane();
+}
+
+Slab Slab::src_in_place(const Geometry& g, int lanes, int64_t dst_rows, int64_t images) {
+  Slab s(g, lanes, dst_rows, true, images);
+  s.in_place = true;
+  s.image_stride = g.in_channels * g.input_plane();
+  s.channel_stride = g.input_plane();
+  return s;
+}
+
 Slab::Slab(const Geometry& g, int lanes_, int64_t dst_rows, bool folded_, int64_t images_)
     : folded(folded_), images(images_), lanes(lanes_) {
   rows = (dst_rows - 1) * g.rows.stride + (g.rows.kernel - 1) * g.rows.dilation + 1;
@@ -198,7 +214,7 @@ std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s) {
 }
 
 SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t images,
-                     const DstLayout& dst) {
+                     const DstLayout& dst, bool overlap) {
   const int64_t w = g.cols.output;
   // Whole vectors first, then the partial ones: (in, out, gy, valid) of each, image by image.
   for (int pass = 0; pass < 2; ++pass)
@@ -215,8 +231,13 @@ SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t ima
       if (s.folded) {
         // Vectors of consecutive pixels p = y * w + x of the image's rows, across rows.
         const int64_t pixels = rows * w;
-        for (int64_t p = 0; p < pixels; p += s.lanes)
-          add(p, p, std::min<int64_t>(s.lanes, pixels - p));
+        for (int64_t p = 0; p < pixels; p += s.lanes) {
+          const int64_t n = std::min<int64_t>(s.lanes, pixels - p);
+          if (overlap && n < s.lanes && pixels >= s.lanes)
+            add(pixels - s.lanes, pixels - s.lanes, s.lanes);
+          else
+            add(p, p, n);
+        }
       } else {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t x0 = 0; x0 < w; x0 += s.lanes)
@@ -226,18 +247,29 @@ SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t ima
     }
 }
 
-SlotTables::SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const DstLayout& dst)
-    : full(g, s, b.rows, b.images, dst),
-      last_rows(g, s, b.dst_rows - (b.per_image - 1) * b.rows, 1, dst),
-      last_images(g, s, b.rows, b.batch - (b.image_groups - 1) * b.images, dst) {}
+SlotTables::SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const DstLayout& dst,
+                       bool overlap)
+    : full(g, s, b.rows, b.images, dst, overlap),
+      last_rows(g, s, b.dst_rows - (b.per_image - 1) * b.rows, 1, dst, overlap),
+      last_images(g, s, b.rows, b.batch - (b.image_groups - 1) * b.images, dst, overlap) {}
 
 CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes,
-                                 int64_t elem_bytes, int min_slots, const int* vectors_per_ocb)
-    : blocks(make_blocks(g, lanes, folds(g, dst, lanes), min_slots, elem_bytes,
-                         g.in_channels_per_group())),
-      slab(g, lanes, blocks.rows, folds(g, dst, lanes), blocks.images),
-      tap_off(tap_offsets(g, slab)),
-      slots(g, slab, blocks, dst) {
+                                 int64_t elem_bytes, bool same_dtype, int min_slots,
+                                 const int* vectors_per_ocb) {
+  const bool in_place = reads_in_place(g, dst, same_dtype);
+  const bool folded = in_place || folds(g, dst, lanes);
+  blocks = make_blocks(g, lanes, folded, min_slots, elem_bytes, g.in_channels_per_group());
+  // In place, every block's pixels must fill a vector, for the overlapping last one.
+  const int64_t last_rows = blocks.dst_rows - (blocks.per_image - 1) * blocks.rows;
+  if (in_place && std::min(blocks.rows, last_rows) * g.cols.output >= lanes) {
+    slab = Slab::src_in_place(g, lanes, blocks.rows, blocks.images);
+  } else {
+    if (folded != folds(g, dst, lanes))
+      blocks = make_blocks(g, lanes, !folded, min_slots, elem_bytes, g.in_channels_per_group());
+    slab = Slab(g, lanes, blocks.rows, folds(g, dst, lanes), blocks.images);
+  }
+  tap_off = tap_offsets(g, slab);
+  slots = SlotTables(g, slab, blocks, dst, slab.in_place);
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const bool depthwise = cin == 1 && cout == 1;
@@ -265,7 +297,7 @@ CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int la
   grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, macs_per_task));
   block_stage = slab.size(g.in_channels);
   // (A depthwise block's pieces own distinct channels: nothing is staged twice.)
-  shared_stage = !depthwise && pieces > 1 && blocks.count * block_stage * elem_bytes <= kSharedStageBytes;
+  shared_stage = !depthwise && !slab.in_place && pieces > 1 && blocks.count * block_stage * elem_bytes <= kSharedStageBytes;
   pack_once = g.out_channels * cin * g.kernel_area() * elem_bytes <= kPackedWeightBytes;
   groups_per_stage = 1;
   if (depthwise) {
@@ -274,7 +306,8 @@ CorrelationPlan::CorrelationPlan(const Geometry& g, const DstLayout& dst, int la
   }
 }
 
-WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes) {
+WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes,
+                               bool same_dtype) {
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
@@ -290,11 +323,14 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   oc_blocks = div_up(cout, oc_block);
   weight_blocks = g.groups * oc_blocks * ic_blocks;
 
-  // The weight gradient writes no dst: it folds whenever the rows are narrow.
+  // The weight gradient writes no dst: it folds whenever the rows are narrow, and reads its
+  // input in place whenever it can (its masked loads never read past a block's pixels).
   const DstLayout unused = contiguous_dst_layout(g);
-  const bool folded = folds(g, unused, lanes);
+  const bool in_place = reads_in_place(g, unused, same_dtype);
+  const bool folded = in_place || folds(g, unused, lanes);
   blocks = make_blocks(g, lanes, folded, kWeightGradSlots, elem_bytes, ic_block);
-  slab = Slab(g, lanes, blocks.rows, folded, blocks.images);
+  slab = in_place ? Slab::src_in_place(g, lanes, blocks.rows, blocks.images)
+                  : Slab(g, lanes, blocks.rows, folded, blocks.images);
   tap_off = tap_offsets(g, slab);
   slots = SlotTables(g, slab, blocks, unused);
 
@@ -308,7 +344,7 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes)
   chunks = div_up(blocks.count, blocks_per_chunk);
   block_input = slab.size(g.in_channels);
   // Shared only where it saves restaging: several weight blocks along the output channels.
-  shared_stage = oc_blocks > 1 && blocks.count * block_input * elem_bytes <= kSharedStageBytes;
+  shared_stage = !slab.in_place && oc_blocks > 1 && blocks.count * block_input * elem_bytes <= kSharedStageBytes;
 }
 
 }  // namespace cpu

@@ -72,8 +72,13 @@ std::vector<InputGradPhase> input_grad_phases(const Geometry& g);
 // src element once per kernel column: kernel width times the rows layout's copying.
 //
 // Both: zeros wherever the window reaches into padding or past the last column.
+//
+// In place (a 1x1 kernel at stride 1 without padding, where dst pixel p reads src pixel p of
+// every channel, and src of the tensor's own dtype): nothing is staged; the "slab" is the src
+// tensor itself, folded, with its own channel and image strides.
 struct Slab {
   bool folded = false;
+  bool in_place = false;
   int64_t rows;            // src rows staged per channel
   int64_t phase_len;       // by rows: elements per column phase
   int64_t row_stride;      // by rows: stride * phase_len
@@ -90,6 +95,7 @@ struct Slab {
 
   Slab() = default;
   Slab(const Geometry& g, int lanes, int64_t dst_rows, bool folded, int64_t images = 1);
+  static Slab src_in_place(const Geometry& g, int lanes, int64_t dst_rows, int64_t images);
   // Elements for `channels` staged channels, plus one vector of slack: staging writes whole
   // vectors and may run past the last row, and the last folded vector reads past it.
   int64_t size(int64_t channels) const { return channels * channel_stride + lanes; }
@@ -101,6 +107,9 @@ struct Slab {
 
 // Whether a correlation writing through `dst` stages folded (see Slab).
 bool folds(const Geometry& g, const DstLayout& dst, int lanes);
+// Whether it can read its src in place (see Slab): `same_dtype` says the src tensor holds the
+// kernels' own scalar type.
+bool reads_in_place(const Geometry& g, const DstLayout& dst, bool same_dtype);
 
 // Offset within one staged channel of tap t = kh * kernel_w + kw, for a dst pixel at slab
 // position 0.
@@ -137,7 +146,11 @@ struct SlotTable {
   int full = 0;  // the first `full` slots are whole vectors
 
   SlotTable() = default;
-  SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t images, const DstLayout& dst);
+  // overlap: a folded image's last partial vector is moved back to end at the image's last
+  // pixel and made whole (recomputing a few pixels, the same values, in the same task), so
+  // that no load reads past the image: for a forward read in place, which has no masked loads.
+  SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t images, const DstLayout& dst,
+            bool overlap = false);
   int size() const { return static_cast<int>(in_off.size()); }
 };
 
@@ -146,7 +159,8 @@ struct SlotTable {
 struct SlotTables {
   SlotTable full, last_rows, last_images;
   SlotTables() = default;
-  SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const DstLayout& dst);
+  SlotTables(const Geometry& g, const Slab& s, const Blocks& b, const DstLayout& dst,
+             bool overlap = false);
   const SlotTable& of(const Blocks::Block& blk, const Blocks& b) const {
     if (blk.images < b.images) return last_images;
     return blk.rows < b.rows ? last_rows : full;
@@ -181,7 +195,7 @@ struct CorrelationPlan {
   int ocb;                   // dst channels per micro-kernel tile
 
   CorrelationPlan(const Geometry& g, const DstLayout& dst, int lanes, int64_t elem_bytes,
-                  int min_slots, const int* vectors_per_ocb);
+                  bool same_dtype, int min_slots, const int* vectors_per_ocb);
 };
 
 // The weight gradient: tasks own a block of the weight (output channels x input channels of
@@ -204,7 +218,7 @@ struct WeightGradPlan {
   std::vector<int64_t> tap_off;
   SlotTables slots;
 
-  WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes);
+  WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes, bool same_dtype);
   int64_t tasks() const { return weight_blocks * chunks; }
 };
 

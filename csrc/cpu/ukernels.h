@@ -368,7 +368,8 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
                const T* w, const T* bias, T* dst) {
   using S = typename V::scalar;
   static constexpr ForwardVectors<V> kVectors{};
-  const CorrelationPlan plan(g, dl, V::lanes, sizeof(S), min_slots<V>(), kVectors.nv);
+  constexpr bool kSameType = std::is_same_v<T, S>;
+  const CorrelationPlan plan(g, dl, V::lanes, sizeof(S), kSameType, min_slots<V>(), kVectors.nv);
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
@@ -417,7 +418,7 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
   at::parallel_for(0, plan.tasks, plan.grain, [&](int64_t begin, int64_t end) {
     // Per thread, only what is not shared: one group's (or depthwise chunk's) staged rows, and
     // one tile's weights.
-    std::vector<S> slab(plan.shared_stage ? 0 : plan.slab.size(chunk * cin));
+    std::vector<S> slab(plan.shared_stage || plan.slab.in_place ? 0 : plan.slab.size(chunk * cin));
     std::vector<S> wpack(plan.pack_once ? 0 : (depthwise ? chunk : kMaxForwardOcb) * per_channel);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / plan.pieces;
@@ -425,8 +426,10 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
       const int64_t piece = task % plan.pieces;
       const SlotTable& slots = plan.slots.of(blk, plan.blocks);
       T* out_n = dst + blk.n0 * dl.image + dl.offset + blk.y0 * dl.row;
-      // Src channels [c0, c1) of this block, staged: shared, or staged here.
+      // Src channels [c0, c1) of this block: the src itself, staged and shared, or staged here.
       const auto rows_of = [&](int64_t c0, int64_t c1) -> const S* {
+        if constexpr (kSameType)
+          if (plan.slab.in_place) return src + g.input_offset(blk.n0, c0) + blk.y0 * g.cols.input;
         if (plan.shared_stage) return staged.get() + b * plan.block_stage + c0 * cs;
         stage<V, T>(g, plan.slab, src, blk, c0, c1, slab.data());
         return slab.data();
@@ -605,7 +608,8 @@ template <typename V, typename T>
 void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* grad_weight) {
   using S = typename V::scalar;
   constexpr int L = V::lanes;
-  const WeightGradPlan plan(g, L, sizeof(S));
+  constexpr bool kSameType = std::is_same_v<T, S>;
+  const WeightGradPlan plan(g, L, sizeof(S), kSameType);
   const int64_t cin = g.in_channels_per_group();
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
@@ -634,7 +638,7 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
 
   at::parallel_for(0, plan.tasks(), 1, [&](int64_t begin, int64_t end) {
     // Per thread, bounded by the plan's block sizes, not by the weight.
-    std::vector<S> slab(plan.shared_stage ? 0 : plan.slab.size(plan.ic_block));
+    std::vector<S> slab(plan.shared_stage || plan.slab.in_place ? 0 : plan.slab.size(plan.ic_block));
     std::vector<S> lanes(plan.oc_block * plan.ic_block * taps * L);
     // Slab offsets of the (input channel, tap) pairs of a weight block.
     std::vector<int64_t> pair_off(plan.ic_block * taps);
@@ -659,9 +663,11 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
         const int64_t o_first = grp * cout + oc0;
         const T* block_gy = grad_output + g.output_offset(blk.n0, o_first) + blk.y0 * g.cols.output;
         const S* block_in = slab.data();
+        if constexpr (kSameType)
+          if (plan.slab.in_place) block_in = input + g.input_offset(blk.n0, c_first) + blk.y0 * g.cols.input;
         if (plan.shared_stage)
           block_in = staged.get() + b * plan.block_input + c_first * cs;
-        else
+        else if (!plan.slab.in_place)
           stage<V, T>(g, plan.slab, input, blk, c_first, c_first + ic_n, slab.data());
         // The tiles run over (input channel, tap) pairs as one axis: the lanes of pair (i, t)
         // are adjacent as taps are, and the pair's slab offset is i * channel_stride plus the
