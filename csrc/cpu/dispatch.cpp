@@ -3,6 +3,7 @@
 // too small for the fast path's setup, and the cases only the portable kernels cover.
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 
@@ -78,12 +79,35 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
   portable::forward(g, input, weight, bias, output);
 }
 
+// Whether no element has an exponent of all ones (inf or NaN), in one pass over the bits (a
+// loop the compiler vectorizes), allocating nothing: `weight.isfinite().all()` makes a bool
+// tensor of the weight's size, which cost the input gradient of a 512->512 layer a fifth.
+template <typename Bits>
+bool no_inf_or_nan(const void* data, int64_t n, Bits exponent) {
+  const Bits* p = static_cast<const Bits*>(data);
+  bool bad = false;
+  for (int64_t i = 0; i < n; ++i) bad |= (p[i] & exponent) == exponent;
+  return !bad;
+}
+
+bool all_finite(const at::Tensor& t) {
+  const void* p = t.const_data_ptr();
+  const int64_t n = t.numel();
+  switch (t.scalar_type()) {
+    case at::kFloat: return no_inf_or_nan<uint32_t>(p, n, 0x7f800000u);
+    case at::kDouble: return no_inf_or_nan<uint64_t>(p, n, 0x7ff0000000000000ull);
+    case at::kHalf: return no_inf_or_nan<uint16_t>(p, n, 0x7c00u);
+    case at::kBFloat16: return no_inf_or_nan<uint16_t>(p, n, 0x7f80u);
+    default: return t.isfinite().all().item<bool>();
+  }
+}
+
 void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
                 const at::Tensor& grad_input) {
   // The fast path correlates grad_output padded with zeros, where a non-finite weight would
   // make NaN (inf * 0) that F.conv2d's input gradient does not have.
   const IsaKernels* k = fast_path_for(g);
-  if (k && weight.isfinite().all().item<bool>())
+  if (k && all_finite(weight.contiguous()))
     return k->input_grad(g, grad_output, weight, grad_input);
   portable::input_grad(g, grad_output, weight, grad_input);
 }

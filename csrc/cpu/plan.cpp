@@ -131,10 +131,10 @@ std::vector<InputGradPhase> input_grad_phases(const Geometry& g) {
   return phases;
 }
 
-bool folds(const Geometry& g, const DstLayout& dst, int lanes) {
-  // Folded vectors run across dst rows, which must then be contiguous in the dst.
+bool folds(const Geometry& g, const DstLayout&, int lanes) {
+  // Folded vectors run across dst rows (in a dst whose rows are not contiguous, as an
+  // input-gradient phase's, each lane is stored on its own: SlotTable::lane_off).
   const int64_t w = g.cols.output;
-  if (dst.col != 1 || dst.row != w) return false;
   // By rows, a dst row takes round_up(w, lanes) lanes; fold when fewer than 4 in 5 would work.
   return 5 * w < 4 * round_up(w, lanes);
 }
@@ -216,33 +216,40 @@ std::vector<int64_t> tap_offsets(const Geometry& g, const Slab& s) {
 SlotTable::SlotTable(const Geometry& g, const Slab& s, int64_t rows, int64_t images,
                      const DstLayout& dst, bool overlap) {
   const int64_t w = g.cols.output;
-  // Whole vectors first, then the partial ones: (in, out, gy, valid) of each, image by image.
+  // Whether a slot's pixels are one contiguous vector of the dst, or are stored lane by lane.
+  const bool scatter = s.folded ? !(dst.col == 1 && dst.row == w) : dst.col != 1;
+  // Whole vectors first, then the partial ones: (in, out, lanes, valid) of each, image by image.
   for (int pass = 0; pass < 2; ++pass)
     for (int64_t i = 0; i < images; ++i) {
       const int64_t in0 = i * s.image_stride, out0 = i * dst.image;
-      const auto add = [&](int64_t in, int64_t out, int64_t n) {
+      // A slot reading the slab at `in`, its lane k writing the dst at out + lane(k).
+      const auto add = [&](int64_t in, int64_t out, int64_t n, const auto& lane) {
         const bool whole = n == s.lanes;
         if (whole != (pass == 0)) return;
         in_off.push_back(in0 + in);
         out_off.push_back(out0 + out);
         valid.push_back(static_cast<int>(n));
+        if (scatter)
+          for (int k = 0; k < s.lanes; ++k) lane_off.push_back(k < n ? lane(k) : 0);
         full += whole;
       };
       if (s.folded) {
         // Vectors of consecutive pixels p = y * w + x of the image's rows, across rows.
         const int64_t pixels = rows * w;
+        const auto pixel = [&](int64_t q) { return q / w * dst.row + q % w * dst.col; };
         for (int64_t p = 0; p < pixels; p += s.lanes) {
-          const int64_t n = std::min<int64_t>(s.lanes, pixels - p);
-          if (overlap && n < s.lanes && pixels >= s.lanes)
-            add(pixels - s.lanes, pixels - s.lanes, s.lanes);
+          int64_t p0 = p, n = std::min<int64_t>(s.lanes, pixels - p);
+          if (overlap && n < s.lanes && pixels >= s.lanes) p0 = pixels - s.lanes, n = s.lanes;
+          if (scatter)
+            add(p0, 0, n, [&](int k) { return pixel(p0 + k); });
           else
-            add(p, p, n);
+            add(p0, p0, n, [](int) { return int64_t{0}; });
         }
       } else {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t x0 = 0; x0 < w; x0 += s.lanes)
             add(r * g.rows.stride * s.row_stride + x0, r * dst.row + x0 * dst.col,
-                std::min<int64_t>(s.lanes, w - x0));
+                std::min<int64_t>(s.lanes, w - x0), [&](int k) { return k * dst.col; });
       }
     }
 }

@@ -64,7 +64,8 @@ std::vector<InputGradPhase> input_grad_phases(const Geometry& g);
 // dst pixels lies within one dst row.
 //
 // Folded (for dst rows narrower than a few vectors, where most lanes of a row's last vector
-// would idle: 7x7 or 10x10 outputs in 16 lanes): for every src channel and kernel column kw,
+// would idle: 7x7 or 10x10 outputs in 16 lanes, or an input-gradient phase of 7x7 pixels two
+// apart): for every src channel and kernel column kw,
 // the staged rows' elements that column kw reads for dst columns 0 .. width - 1, contiguous,
 // phase by row phase (staged row t in phase t % row stride, at index t / row stride). Then
 // tap (kh, kw) of dst pixel p = y * width + x is at a fixed offset from p, so a vector of dst
@@ -142,6 +143,10 @@ Blocks make_blocks(const Geometry& g, int lanes, bool folded, int64_t min_slots,
 // are real (fewer at the right edge). Whole vectors come first.
 struct SlotTable {
   std::vector<int64_t> in_off, out_off;
+  // Where the dst's pixels are not contiguous (an input-gradient phase writes every stride-th
+  // one): for every slot, the dst offset of each of its `lanes` pixels from out_off. Empty
+  // where a slot's pixels are one contiguous vector of the dst.
+  std::vector<int64_t> lane_off;
   std::vector<int> valid;
   int full = 0;  // the first `full` slots are whole vectors
 

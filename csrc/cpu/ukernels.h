@@ -231,14 +231,16 @@ template <typename S, typename T>
 void pack_weights(const WeightLayout& wl, const Geometry& g, const T* w, int64_t group,
                   int64_t d_rel0, int count, S* out) {
   const int64_t cin = g.in_channels_per_group();
-  const int64_t kw = g.cols.kernel, taps = g.kernel_area();
+  const T* base = w + group * wl.group + d_rel0 * wl.dst + wl.offset;
+  // Taps by row and column (not t / kw and t % kw: two divisions per tap cost more than the
+  // copy of its `count` weights).
   for (int64_t i = 0; i < cin; ++i)
-    for (int64_t t = 0; t < taps; ++t) {
-      const int64_t at = group * wl.group + i * wl.src + (t / kw) * wl.tap_row +
-                         (t % kw) * wl.tap_col + wl.offset;
-      for (int j = 0; j < count; ++j)
-        out[(i * taps + t) * count + j] = static_cast<S>(w[at + (d_rel0 + j) * wl.dst]);
-    }
+    for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+      for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
+        const T* at = base + i * wl.src + kh * wl.tap_row + kw * wl.tap_col;
+        for (int j = 0; j < count; ++j) out[j] = static_cast<S>(at[j * wl.dst]);
+        out += count;
+      }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,8 +259,8 @@ CORR2D_TARGET void forward_tile(const typename V::scalar* in, const int64_t* in_
                                 int64_t channel_stride, const int64_t* tap_off, int64_t taps,
                                 int64_t channels, const typename V::scalar* w,
                                 const typename V::scalar* bias, T* out, const int64_t* out_off,
-                                const int* valid, int64_t out_o_stride, int64_t out_col,
-                                const BlockRun& run) {
+                                const int* valid, int64_t out_o_stride,
+                                const int64_t* lane_off, const BlockRun& run) {
   using S = typename V::scalar;
   using R = typename V::reg;
   for (int64_t b = 0; b < run.blocks; ++b) {
@@ -307,15 +309,16 @@ CORR2D_TARGET void forward_tile(const typename V::scalar* in, const int64_t* in_
     CORR2D_UNROLL
     for (int v = 0; v < NV; ++v) {
       T* o = out + out_off[v] + b * run.out_stride;
-      if (out_col != 1) {
-        // Every stride-th pixel (a phase of the input gradient): one scalar store each,
-        // against the channels x taps of multiply-adds behind it.
+      if (lane_off) {
+        // Pixels apart in the dst (every stride-th pixel, for a phase of the input gradient,
+        // maybe across rows): one scalar store each, against the channels x taps of
+        // multiply-adds behind it.
+        const int64_t* lo = lane_off + v * V::lanes;
         alignas(64) S tmp[V::lanes];
         CORR2D_UNROLL
         for (int j = 0; j < OCB; ++j) {
           V::store(tmp, acc[j][v]);
-          for (int k = 0; k < valid[v]; ++k)
-            o[j * out_o_stride + k * out_col] = static_cast<T>(tmp[k]);
+          for (int k = 0; k < valid[v]; ++k) o[j * out_o_stride + lo[k]] = static_cast<T>(tmp[k]);
         }
       } else if (valid[v] == V::lanes) {
         CORR2D_UNROLL
@@ -339,25 +342,29 @@ template <typename V, typename T, int OCB>
 void forward_slots(const SlotTable& st, const typename V::scalar* slab, int64_t channel_stride,
                    const int64_t* tap_off, int64_t taps, int64_t channels,
                    const typename V::scalar* w, const typename V::scalar* bias, T* out,
-                   int64_t out_plane, int64_t out_col, const BlockRun& run) {
+                   int64_t out_plane, const BlockRun& run) {
   constexpr int NV = forward_vectors<V>(OCB);
+  constexpr int L = V::lanes;
   const int n = st.size();
+  const int64_t* lanes = st.lane_off.empty() ? nullptr : st.lane_off.data();
   int first = 0;
   for (; first + NV <= n; first += NV)
     forward_tile<V, T, OCB, NV>(slab, st.in_off.data() + first, channel_stride, tap_off, taps,
                                 channels, w, bias, out, st.out_off.data() + first,
-                                st.valid.data() + first, out_plane, out_col, run);
+                                st.valid.data() + first, out_plane,
+                                lanes ? lanes + first * L : nullptr, run);
   if (first < n) {
-    int64_t in_off[NV], out_off[NV];
+    int64_t in_off[NV], out_off[NV], lane_off[lanes ? NV * L : 1];
     int valid[NV];
     for (int v = 0; v < NV; ++v) {
       const int k = first + v < n ? first + v : first;
       in_off[v] = st.in_off[k];
       out_off[v] = st.out_off[k];
       valid[v] = first + v < n ? st.valid[k] : 0;
+      if (lanes) std::copy(lanes + k * L, lanes + (k + 1) * L, lane_off + v * L);
     }
     forward_tile<V, T, OCB, NV>(slab, in_off, channel_stride, tap_off, taps, channels, w, bias,
-                                out, out_off, valid, out_plane, out_col, run);
+                                out, out_off, valid, out_plane, lanes ? lane_off : nullptr, run);
   }
 }
 
@@ -374,7 +381,6 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
   const int64_t cout = g.out_channels_per_group();
   const int64_t taps = g.kernel_area();
   const int64_t out_plane = dl.channel;
-  const int64_t out_col = dl.col;
   const int64_t chunk = plan.groups_per_stage;
   const bool depthwise = cin == 1 && cout == 1;
   const int64_t cs = plan.slab.channel_stride;
@@ -447,7 +453,7 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
           }
           const BlockRun run{g1 - g0, cs, taps, 1, out_plane};
           forward_slots<V, T, 1>(slots, in, cs, tap_off, taps, 1, wp, biases.data() + g0,
-                                 out_n + g0 * out_plane, out_plane, out_col, run);
+                                 out_n + g0 * out_plane, out_plane, run);
         }
         continue;
       }
@@ -469,8 +475,7 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
           T* out = out_n + o0 * out_plane;
 #define CORR2D_FORWARD_TILE(K)                                                               \
   case K:                                                                                    \
-    forward_slots<V, T, K>(slots, in, cs, tap_off, taps, cin, wp, bp, out, out_plane,        \
-                           out_col, one);                                                    \
+    forward_slots<V, T, K>(slots, in, cs, tap_off, taps, cin, wp, bp, out, out_plane, one);   \
     break;
           switch (ocb) {
             CORR2D_FORWARD_TILE(8)
