@@ -38,6 +38,17 @@ GEOMETRIES = [
     (2, 6, 6, 11, 13, 3, 3, 1, 2, 2, 3),  # dilated, grouped, 11x13
     (3, 4, 4, 9, 9, 3, 3, 1, 1, 1, 4),  # depthwise 9x9
     (2, 5, 7, 12, 10, 3, 5, (1, 2), (1, 2), 1, 1),  # 10x5 output, column stride 2
+    # 1x1 at stride 1 without padding reads its src in place (float32/float64; plan.h: Slab),
+    # the forward with each image's last vector moved back to end at its last pixel:
+    (3, 16, 24, 14, 14, 1, 1, 1, 0, 1, 1),  # 196 pixels: whole vectors and an overlapping one
+    (8, 32, 16, 3, 3, 1, 1, 1, 0, 1, 1),  # 9 pixels, fewer than 16 lanes: staged instead
+    (2, 16, 24, 10, 10, 1, 1, 1, 0, 1, 4),  # grouped
+    (1, 8, 12, 61, 5, 1, 1, 1, 0, 1, 1),  # row blocks of one image, a short last one
+    (2, 16, 24, 14, 14, 1, 1, 2, 0, 1, 1),  # a 1x1/2 downsample: staged, phases without taps
+    # Few blocks of many channels: staged once and shared by the pieces of each block, and the
+    # input gradient's 7x7 phases at stride 2 folded, stored lane by lane:
+    (2, 64, 48, 7, 7, 3, 3, 1, 1, 1, 1),
+    (2, 32, 40, 14, 14, 3, 3, 2, 1, 1, 1),
 ]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
@@ -136,6 +147,39 @@ def test_results_are_rounded_once_as_c10_rounds(isa, dtype):
     expected = (x.float() + b.float()).to(dtype)
     same = (y.view(torch.int16) == expected.view(torch.int16)) | (y.isnan() & expected.isnan())
     assert same.all(), f"{(~same).sum()} of {y.numel()} differ"
+
+
+@pytest.mark.parametrize("isa", FAST_CPU_ISAS)
+def test_weight_grad_in_place_does_not_read_past_an_image(isa):
+    # A 1x1 weight gradient on 7x7 reads input and grad_output in place: each image's last
+    # vector holds one pixel, and its other lanes would read the next channel's, here inf.
+    x = torch.randn(8, 2, 7, 7)
+    x[:, 1, 0, 0] = float("inf")
+    gy = torch.randn(8, 8, 7, 7)
+    gy[:, 1, 0, 0] = float("inf")
+    with cpu_isa(isa):
+        grad_w = torch.ops.corr2d_ext.corr2d_weight_grad(x, gy, [1, 1], [1, 1], [0, 0], [1, 1], 1)
+    expected = torch.nn.grad.conv2d_weight(x.double(), (8, 2, 1, 1), gy.double())
+    finite = torch.isfinite(expected)
+    assert finite[0, 0] and finite[2:, 0].all()
+    assert torch.equal(torch.isfinite(grad_w), finite)
+    torch.testing.assert_close(grad_w[finite].double(), expected[finite], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("isa", FAST_CPU_ISAS)
+def test_a_non_finite_weight_sends_the_input_gradient_to_the_portable_kernels(isa, dtype):
+    # The fast path would multiply the inf by padding zeros (NaN where F.conv2d has none): the
+    # dispatch scans the weight's bits for inf and NaN in every dtype.
+    gen = torch.Generator().manual_seed(0)
+    gy = torch.randn(2, 8, 12, 12, generator=gen).to(dtype)
+    w = torch.randn(8, 6, 3, 3, generator=gen).to(dtype)
+    w[3, 2, 0, 0] = float("inf")  # a corner tap: it meets the padding
+    with cpu_isa(isa):
+        gx = torch.ops.corr2d_ext.corr2d_input_grad(gy, w, [12, 12], [1, 1], [1, 1], [1, 1], 1)
+    expected = torch.nn.grad.conv2d_input((2, 6, 12, 12), w.double(), gy.double(), 1, 1)
+    assert torch.equal(gx.isnan(), expected.isnan()) and not gx.isnan().all()
+    assert torch.equal(gx.isinf(), expected.isinf())
 
 
 @pytest.mark.parametrize("isa", FAST_CPU_ISAS)
