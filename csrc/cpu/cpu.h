@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "../corr2d.h"
+#include "../corr2d_ops.h"
 
 namespace corr2d_ext {
 namespace cpu {
@@ -29,12 +30,7 @@ struct IsaKernels {
   bool native;          // an ISA's own instructions, chosen by default where supported; the
                         // generic instantiations are for tests only
   int float_lanes;
-  void (*forward)(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
-                  const std::optional<at::Tensor>& bias, const at::Tensor& output);
-  void (*input_grad)(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
-                     const at::Tensor& grad_input);
-  void (*weight_grad)(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
-                      const at::Tensor& grad_weight);
+  Corr2dKernels ops;    // the op family's kernel table (corr2d_ops.h), run by this instantiation
 };
 
 // The instantiations this build has (each compiled only where its target exists).

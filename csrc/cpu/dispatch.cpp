@@ -75,7 +75,7 @@ const IsaKernels* fast_path_for(const Geometry& g) {
 
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
-  if (const IsaKernels* k = fast_path_for(g)) return k->forward(g, input, weight, bias, output);
+  if (const IsaKernels* k = fast_path_for(g)) return k->ops.forward(g, input, weight, bias, output);
   portable::forward(g, input, weight, bias, output);
 }
 
@@ -107,15 +107,15 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   // The fast path correlates grad_output padded with zeros, where a non-finite weight would
   // make NaN (inf * 0) that F.conv2d's input gradient does not have.
   const IsaKernels* k = fast_path_for(g);
-  if (k && all_finite(weight.contiguous()))
-    return k->input_grad(g, grad_output, weight, grad_input);
+  if (k && all_finite(weight))  // contiguous, as every kernel input is
+    return k->ops.input_grad(g, grad_output, weight, grad_input);
   portable::input_grad(g, grad_output, weight, grad_input);
 }
 
 void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
                  const at::Tensor& grad_weight) {
   if (const IsaKernels* k = fast_path_for(g))
-    return k->weight_grad(g, input, grad_output, grad_weight);
+    return k->ops.weight_grad(g, input, grad_output, grad_weight);
   portable::weight_grad(g, input, grad_output, grad_weight);
 }
 

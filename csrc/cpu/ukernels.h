@@ -162,7 +162,6 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
           S* copy = channel + (kw * rows.stride + q) * s.copy_stride;
           // dst column x reads src column x * stride + col0.
           const int64_t col0 = kw * cols.dilation - cols.padding;
-          int64_t m = 0;
           if (rows.stride == 1 && cols.stride == 1 && col0 == 0 && cols.input == s.width) {
             // Whole src rows, one after another in both (a 1x1 kernel without padding, say):
             // the rows inside the image are one contiguous run, copied at once.
@@ -174,7 +173,7 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
             for (int64_t x = m1 * s.width; x < s.phase_rows * s.width; ++x) copy[x] = S(0);
             continue;
           }
-          for (; m < s.phase_rows; ++m) {
+          for (int64_t m = 0; m < s.phase_rows; ++m) {
             S* dst = copy + m * s.width;
             const int64_t r = first_row + m * rows.stride + q;
             if (r < 0 || r >= rows.input) {
@@ -225,6 +224,24 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
   }
 }
 
+// Every channel of every block, staged once (in parallel, by channel: each has its own slack)
+// into a buffer the tasks share, `per_block` elements a block.
+template <typename V, typename T>
+std::unique_ptr<typename V::scalar[]> stage_every_block(const Geometry& g, const Slab& s,
+                                                        const Blocks& blocks, const T* src,
+                                                        int64_t per_block) {
+  auto staged = scratch<typename V::scalar>(blocks.count * per_block);
+  const int64_t cs = s.channel_stride;
+  const int64_t grain = std::max<int64_t>(1, 16384 / cs);
+  at::parallel_for(0, blocks.count * g.in_channels, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / g.in_channels, c = u % g.in_channels;
+      stage<V, T>(g, s, src, blocks[b], c, c + 1, staged.get() + b * per_block + c * cs);
+    }
+  });
+  return staged;
+}
+
 // The weights of `count` forward-form dst channels from d_rel0 of one group, converted and
 // packed as [src channel][tap][channel], so that a tile's broadcasts for one tap are adjacent.
 template <typename S, typename T>
@@ -268,7 +285,7 @@ CORR2D_TARGET void forward_tile(const typename V::scalar* in, const int64_t* in_
     R acc[OCB][NV];
     CORR2D_UNROLL
     for (int j = 0; j < OCB; ++j) {
-      const R init = V::set1(bias ? bias[b * run.bias_stride + j] : S(0));
+      const R init = V::set1(bias[b * run.bias_stride + j]);
       CORR2D_UNROLL
       for (int v = 0; v < NV; ++v) acc[j][v] = init;
     }
@@ -407,19 +424,10 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
       }
     });
   }
-  // Every block's rows, staged once, channel by channel (each with its own slack), when the
-  // plan shares them between the pieces of a block.
-  const auto staged = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_stage : 0);
-  if (plan.shared_stage) {
-    const int64_t grain = std::max<int64_t>(1, 16384 / cs);
-    at::parallel_for(0, plan.blocks.count * g.in_channels, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t u = begin; u < end; ++u) {
-        const int64_t b = u / g.in_channels, c = u % g.in_channels;
-        stage<V, T>(g, plan.slab, src, plan.blocks[b], c, c + 1,
-                    staged.get() + b * plan.block_stage + c * cs);
-      }
-    });
-  }
+  // Every block's rows, staged once, when the plan shares them between a block's pieces.
+  const auto staged = plan.shared_stage
+                          ? stage_every_block<V, T>(g, plan.slab, plan.blocks, src, plan.block_stage)
+                          : nullptr;
 
   at::parallel_for(0, plan.tasks, plan.grain, [&](int64_t begin, int64_t end) {
     // Per thread, only what is not shared: one group's (or depthwise chunk's) staged rows, and
@@ -629,17 +637,9 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
   // Every block's input rows (every input channel), staged once for all weight blocks, when
   // the plan shares them.
   const int64_t cs = plan.slab.channel_stride;
-  const auto staged = scratch<S>(plan.shared_stage ? plan.blocks.count * plan.block_input : 0);
-  if (plan.shared_stage) {
-    const int64_t grain = std::max<int64_t>(1, 16384 / cs);
-    at::parallel_for(0, plan.blocks.count * g.in_channels, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t u = begin; u < end; ++u) {
-        const int64_t b = u / g.in_channels, c = u % g.in_channels;
-        stage<V, T>(g, plan.slab, input, plan.blocks[b], c, c + 1,
-                    staged.get() + b * plan.block_input + c * cs);
-      }
-    });
-  }
+  const auto staged = plan.shared_stage
+                          ? stage_every_block<V, T>(g, plan.slab, plan.blocks, input, plan.block_input)
+                          : nullptr;
 
   at::parallel_for(0, plan.tasks(), 1, [&](int64_t begin, int64_t end) {
     // Per thread, bounded by the plan's block sizes, not by the weight.

@@ -25,7 +25,7 @@ using K = Instantiation<Avx512F32, Avx512F64>;
 
 const IsaKernels& avx512() {
   static const IsaKernels k{"avx512", &supported, true, Avx512F32::lanes,
-                            &K::forward, &K::input_grad, &K::weight_grad};
+                            {&K::forward, &K::input_grad, &K::weight_grad}};
   return k;
 }
 
