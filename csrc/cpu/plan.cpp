@@ -192,6 +192,9 @@ Blocks make_blocks(const Geometry& g, int lanes, bool folded, int64_t min_slots,
     b.images = std::clamp<int64_t>(
         std::min(div_up(min_slots, slots), kImageGroupBytes / std::max<int64_t>(1, bytes)), 1,
         g.batch);
+    // Groups of equal size (7 + 1 images of a batch of 8 would give one thread 7/8 of the
+    // work when the groups are few): as many groups, as few images each as that allows.
+    b.images = div_up(g.batch, div_up(g.batch, b.images));
   }
   b.image_groups = div_up(g.batch, b.images);
   b.count = b.image_groups * b.per_image;
