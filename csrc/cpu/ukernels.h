@@ -106,6 +106,17 @@ CORR2D_TARGET __attribute__((always_inline)) inline typename V::reg load_lanes(c
 // ---------------------------------------------------------------------------------------------
 // Staging: the rows a task reads, converted to V::scalar, zero-padded, phase-split.
 
+// dst[j] = from[j] for j in [0, n), in whole vectors (the last one's stores run past n, its
+// loads do not): the inner copy of stage_row, inlined where a row is all copy (a folded row
+// of a few pixels: one masked load and one store).
+template <typename V, typename T>
+CORR2D_TARGET __attribute__((always_inline)) inline void copy_run(typename V::scalar* dst,
+                                                                  const T* from, int64_t n) {
+  int64_t j = 0;
+  for (; j + V::lanes <= n; j += V::lanes) V::store(dst + j, V::template load_from<T>(from + j));
+  if (j < n) V::store(dst + j, load_first_from<V>(from + j, static_cast<int>(n - j)));
+}
+
 // dst[j] = from[j] for j in [begin, end), 0 elsewhere in [0, len): one staged row at stride 1.
 // Rows are often a few dozen elements (depthwise, LeNet), where a library call costs more than
 // the copy, so this is whole-vector stores only: the zeros before `begin` and after `end` are
@@ -115,21 +126,83 @@ CORR2D_TARGET __attribute__((always_inline)) inline typename V::reg load_lanes(c
 template <typename V, typename T>
 CORR2D_TARGET __attribute__((optimize("no-tree-loop-distribute-patterns"))) void stage_row(
     typename V::scalar* dst, const T* from, int64_t begin, int64_t end, int64_t len) {
-  using S = typename V::scalar;
   const auto zero = V::zero();
   for (int64_t j = 0; j < begin; j += V::lanes) V::store(dst + j, zero);
-  int64_t j = begin;
-  for (; j + V::lanes <= end; j += V::lanes) V::store(dst + j, V::template load_from<T>(from + j));
-  for (; j < end; ++j) dst[j] = static_cast<S>(from[j]);
-  for (j = end; j < len; j += V::lanes) V::store(dst + j, zero);
+  copy_run<V>(dst + begin, from + begin, end - begin);
+  for (int64_t j = end; j < len; j += V::lanes) V::store(dst + j, zero);
 }
+
+// How one src row of `cols` elements, padded by `padding` zeros, splits into `stride` column
+// phases of `phase_len` elements: phase q holds padded columns q, q + stride, ..., of which
+// j in [first(q), last(q)) are inside the image. Found once per staged image, not per row (two
+// divisions per phase cost more than a short row's copy).
+struct RowSplit {
+  int64_t stride, phase_len, padding, cols;
+  int64_t lo_q, lo_r, hi_q, hi_r;  // padding and cols + padding, divided by the stride
+
+  RowSplit(int64_t stride_, int64_t phase_len_, int64_t padding_, int64_t cols_)
+      : stride(stride_), phase_len(phase_len_), padding(padding_), cols(cols_),
+        lo_q(padding_ / stride_), lo_r(padding_ % stride_),
+        hi_q((cols_ + padding_) / stride_), hi_r((cols_ + padding_) % stride_) {}
+  // ceil((p - q) / stride) for p = lo_q * stride + lo_r and 0 <= q < stride, p >= 0.
+  int64_t first(int64_t q) const { return std::min(phase_len, lo_q + (q < lo_r)); }
+  int64_t last(int64_t q) const {
+    return std::clamp<int64_t>(hi_q + (q < hi_r), first(q), phase_len);
+  }
+
+  // out[q * phase_len + j] = padded column j * stride + q of `row`.
+  template <typename S, typename T>
+  void split(const T* row, S* out) const {
+    for (int64_t q = 0; q < stride; ++q) {
+      S* phase = out + q * phase_len;
+      const int64_t j0 = first(q), j1 = last(q);
+      for (int64_t j = 0; j < j0; ++j) phase[j] = S(0);
+      const T* from = row + q - padding;
+      for (int64_t j = j0; j < j1; ++j) phase[j] = static_cast<S>(from[j * stride]);
+      for (int64_t j = j1; j < phase_len; ++j) phase[j] = S(0);
+    }
+  }
+};
+
+// Rows first_row .. first_row + rows - 1 of one src plane, each padded (zeros outside the
+// image) and split into its `stride` column phases: phase q of row t holds padded columns q,
+// q + stride, ... as `phase_len` consecutive elements, enough for `width` dst columns at every
+// kernel column. Rows outside the image are not filled (the folded staging writes their zeros).
+template <typename S>
+struct PhaseSplitRows {
+  int64_t rows, input_cols, input_rows;
+  RowSplit how;
+  S small[1024];
+  std::vector<S> large;
+  S* data;
+
+  PhaseSplitRows(const Geometry& g, int64_t rows_, int64_t width)
+      : rows(rows_), input_cols(g.cols.input), input_rows(g.rows.input),
+        how(g.cols.stride,
+            ((width - 1) * g.cols.stride + (g.cols.kernel - 1) * g.cols.dilation) / g.cols.stride + 1,
+            g.cols.padding, g.cols.input) {
+    const int64_t n = how.stride > 1 ? rows * how.stride * how.phase_len : 0;
+    if (n > 1024) large.resize(n);
+    data = n > 1024 ? large.data() : small;
+  }
+  const S* row(int64_t t, int64_t q) const { return data + (t * how.stride + q) * how.phase_len; }
+
+  template <typename T>
+  void fill(const T* plane, int64_t first_row) {
+    for (int64_t t = 0; t < rows; ++t) {
+      const int64_t r = first_row + t;
+      if (r >= 0 && r < input_rows)
+        how.split(plane + r * input_cols, data + t * how.stride * how.phase_len);
+    }
+  }
+};
 
 // Fills the slab with src channels [c_begin, c_end) of image n, for the dst rows starting at
 // y0: zeros wherever the window reaches into padding (or past the end, for the rounded-up last
 // vector). A task stages one group (or a few depthwise channels, or one weight-gradient block)
 // at a time, so the slab stays in L2 however many channels the layer has.
 template <typename V, typename T>
-void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
+CORR2D_TARGET void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
                  int64_t c_begin, int64_t c_end, typename V::scalar* slab);
 
 // The rows of `images` images from n0 (a block; see Blocks), image i at i * image_stride of
@@ -145,7 +218,7 @@ void stage(const Geometry& g, const Slab& s, const T* src, const Blocks::Block& 
 }
 
 template <typename V, typename T>
-void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
+CORR2D_TARGET void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int64_t y0,
                  int64_t c_begin, int64_t c_end, typename V::scalar* slab) {
   using S = typename V::scalar;
   const Axis& rows = g.rows;
@@ -154,9 +227,13 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
   if (s.folded) {
     // Copy by copy (kernel column, row phase), each row by row, so that stage_row's whole-vector
     // zeros past a row's end land only on what is staged after them.
+    // Strided columns: every staged row is first split into its column phases, padded, once
+    // (the one scalar pass), so that each kernel column's copy is a contiguous run.
+    PhaseSplitRows<S> split(g, s.phase_rows * rows.stride, s.width);
     for (int64_t c = c_begin; c < c_end; ++c) {
       const T* plane = src + g.input_offset(n, c);
       S* channel = slab + (c - c_begin) * s.channel_stride;
+      if (cols.stride > 1) split.fill(plane, first_row);
       for (int64_t kw = 0; kw < cols.kernel; ++kw)
         for (int64_t q = 0; q < rows.stride; ++q) {
           S* copy = channel + (kw * rows.stride + q) * s.copy_stride;
@@ -175,27 +252,28 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
           }
           for (int64_t m = 0; m < s.phase_rows; ++m) {
             S* dst = copy + m * s.width;
-            const int64_t r = first_row + m * rows.stride + q;
+            const int64_t t = m * rows.stride + q;
+            const int64_t r = first_row + t;
             if (r < 0 || r >= rows.input) {
               for (int64_t x = 0; x < s.width; ++x) dst[x] = S(0);
               continue;
             }
-            const T* row = plane + r * cols.input;
             if (cols.stride == 1) {
               const int64_t begin = std::clamp<int64_t>(-col0, 0, s.width);
               const int64_t end = std::clamp<int64_t>(cols.input - col0, begin, s.width);
-              stage_row<V, T>(dst, row + col0, begin, end, s.width);
+              stage_row<V, T>(dst, plane + r * cols.input + col0, begin, end, s.width);
             } else {
-              for (int64_t x = 0; x < s.width; ++x) {
-                const int64_t col = x * cols.stride + col0;
-                dst[x] = (col >= 0 && col < cols.input) ? static_cast<S>(row[col]) : S(0);
-              }
+              // dst column x reads padded column x * stride + kw * dilation: a contiguous run of
+              // one phase of the split row.
+              const int64_t pc = kw * cols.dilation;
+              copy_run<V>(dst, split.row(t, pc % cols.stride) + pc / cols.stride, s.width);
             }
           }
         }
     }
     return;
   }
+  const RowSplit by_rows(cols.stride, s.phase_len, cols.padding, cols.input);
   for (int64_t c = c_begin; c < c_end; ++c) {
     const T* plane = src + g.input_offset(n, c);
     for (int64_t t = 0; t < s.rows; ++t) {
@@ -212,13 +290,7 @@ void stage_image(const Geometry& g, const Slab& s, const T* src, int64_t n, int6
         const int64_t end = std::clamp<int64_t>(cols.padding + cols.input, begin, s.phase_len);
         stage_row<V, T>(dst, row - cols.padding, begin, end, s.phase_len);
       } else {
-        for (int64_t q = 0; q < cols.stride; ++q) {
-          S* phase = dst + q * s.phase_len;
-          for (int64_t j = 0; j < s.phase_len; ++j) {
-            const int64_t col = j * cols.stride + q - cols.padding;
-            phase[j] = (col >= 0 && col < cols.input) ? static_cast<S>(row[col]) : S(0);
-          }
-        }
+        by_rows.split(row, dst);
       }
     }
   }
