@@ -250,14 +250,27 @@ at::MemoryFormat result_format(const Tensor& a, const Tensor& b) {
 
 namespace {
 
-// The kernels write contiguous NCHW; a channels_last result is a fresh tensor of that format
-// and a copy. Allocating it with empty(..., format), rather than calling contiguous(format),
-// gives exactly the strides the meta kernel's empty gives: contiguous(format) would keep NCHW
-// strides wherever they also count as channels_last (one channel, 1x1 images).
-Tensor in_format(const Tensor& nchw, at::MemoryFormat format) {
-  if (format == at::MemoryFormat::Contiguous) return nchw;
-  return at::empty(nchw.sizes(), nchw.options().memory_format(format)).copy_(nchw);
-}
+// Results are allocated with empty(..., format), which gives exactly the strides the meta
+// kernel's empty gives (contiguous(format) would keep NCHW strides wherever they also count as
+// channels_last: one channel, 1x1 images). A backend that takes channels_last (corr2d_ops.h)
+// writes such a result in place and reads its operands in that format; for the others, the
+// kernels write contiguous NCHW and the result is a copy.
+struct Layout {
+  const Corr2dKernels& k;
+  at::MemoryFormat format;
+
+  Tensor operand(const Tensor& t) const {
+    return k.takes_channels_last ? t.contiguous(format) : t.contiguous();
+  }
+  Tensor result(IntArrayRef sizes, const at::TensorOptions& options) const {
+    return at::empty(sizes, options.memory_format(
+                                k.takes_channels_last ? format : at::MemoryFormat::Contiguous));
+  }
+  Tensor returned(const Tensor& r) const {
+    if (k.takes_channels_last || format == at::MemoryFormat::Contiguous) return r;
+    return at::empty(r.sizes(), r.options().memory_format(format)).copy_(r);
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // Device-generic entry points, registered for CPU and CUDA: check, allocate, hand the kernel
@@ -281,12 +294,13 @@ Tensor corr2d(const Tensor& input, const Tensor& weight, const std::optional<Ten
   const auto out = check_corr2d<int64_t>(input, weight, bias, p);
   const auto format = result_format(input, weight);
   if (c10::multiply_integers(out) == 0) return at::empty(out, input.options(), format);
-  Tensor output = at::empty(out, input.options());
+  const Layout l{kernels_for(input), format};
+  Tensor output = l.result(out, input.options());
   std::optional<Tensor> b;
   if (bias.has_value()) b = bias->contiguous();
-  kernels_for(input).forward(make_geometry(input.sizes(), weight.sizes(), out, p),
-                             input.contiguous(), weight.contiguous(), b, output);
-  return in_format(output, format);
+  l.k.forward(make_geometry(input.sizes(), weight.sizes(), out, p), l.operand(input),
+              weight.contiguous(), b, output);
+  return l.returned(output);
 }
 
 Tensor corr2d_input_grad(const Tensor& grad_output, const Tensor& weight, IntArrayRef input_size,
@@ -297,11 +311,11 @@ Tensor corr2d_input_grad(const Tensor& grad_output, const Tensor& weight, IntArr
   const auto format = result_format(grad_output, weight);
   if (c10::multiply_integers(in) == 0) return at::empty(in, grad_output.options(), format);
   if (grad_output.numel() == 0) return at::empty(in, grad_output.options(), format).zero_();
-  Tensor grad_input = at::empty(in, grad_output.options());
-  kernels_for(grad_output)
-      .input_grad(make_geometry(in, weight.sizes(), grad_output.sizes(), p),
-                  grad_output.contiguous(), weight.contiguous(), grad_input);
-  return in_format(grad_input, format);
+  const Layout l{kernels_for(grad_output), format};
+  Tensor grad_input = l.result(in, grad_output.options());
+  l.k.input_grad(make_geometry(in, weight.sizes(), grad_output.sizes(), p),
+                 l.operand(grad_output), weight.contiguous(), grad_input);
+  return l.returned(grad_input);
 }
 
 Tensor corr2d_weight_grad(const Tensor& input, const Tensor& grad_output, IntArrayRef kernel_size,
@@ -313,10 +327,11 @@ Tensor corr2d_weight_grad(const Tensor& input, const Tensor& grad_output, IntArr
   if (c10::multiply_integers(w) == 0) return at::empty(w, input.options(), format);
   // A sum over no terms: no batch, or no output pixels.
   if (grad_output.numel() == 0) return at::empty(w, input.options(), format).zero_();
-  Tensor grad_weight = at::empty(w, input.options());
-  kernels_for(input).weight_grad(make_geometry(input.sizes(), w, grad_output.sizes(), p),
-                                 input.contiguous(), grad_output.contiguous(), grad_weight);
-  return in_format(grad_weight, format);
+  const Layout l{kernels_for(input), format};
+  Tensor grad_weight = l.result(w, input.options());
+  l.k.weight_grad(make_geometry(input.sizes(), w, grad_output.sizes(), p), l.operand(input),
+                  l.operand(grad_output), grad_weight);
+  return l.returned(grad_weight);
 }
 
 // ---------------------------------------------------------------------------------------------

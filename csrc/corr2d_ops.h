@@ -13,6 +13,8 @@ namespace corr2d_ext {
 
 // The three ops of one backend. All tensors are contiguous NCHW (weight OIHW) of the dtype
 // and device of the input; outputs are allocated with their final sizes and are not empty.
+// Except: a backend that `takes_channels_last` (the CPU's) is handed a channels_last call's
+// tensors contiguous in that format (NHWC; the weight still OIHW), its result included.
 struct Corr2dKernels {
   // output = corr2d(input, weight) + bias
   void (*forward)(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
@@ -23,6 +25,7 @@ struct Corr2dKernels {
   // grad_weight = the correlation's adjoint in its weight, applied to grad_output
   void (*weight_grad)(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
                       const at::Tensor& grad_weight);
+  bool takes_channels_last = false;
 };
 
 namespace cpu {

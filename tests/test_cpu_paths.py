@@ -49,6 +49,13 @@ GEOMETRIES = [
     # input gradient's 7x7 phases at stride 2 folded, stored lane by lane:
     (2, 64, 48, 7, 7, 3, 3, 1, 1, 1, 1),
     (2, 32, 40, 14, 14, 3, 3, 2, 1, 1, 1),
+    # Channels last vectorizes along the dst channels (plan.h: ChannelsLastPlan): a group's last
+    # vector part-filled (13 and 20 channels in 16 lanes, 20 in 8), src channels that leave
+    # narrower weight-gradient tiles (7 = 6 + 1, 4 + 2 + 1), a 7x7/2 stem's 3 channels:
+    (2, 20, 20, 9, 9, 3, 3, 1, 1, 1, 20),  # depthwise, the last vector ends the tensor
+    (2, 5, 13, 10, 9, 3, 3, 2, 1, 1, 1),
+    (2, 7, 24, 8, 8, 3, 3, 1, 1, 1, 1),
+    (2, 3, 16, 23, 21, 7, 7, 2, 3, 1, 1),
 ]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
@@ -58,6 +65,11 @@ def macs(geometry):
     y = F.conv2d(torch.empty(n, cin, h, w_), torch.empty(cout, cin // groups, kh, kw), None,
                  stride, padding, dilation, groups)
     return y.numel() * (cin // groups) * kh * kw
+
+
+# Both layouts: channels_last arguments take the channels-last kernels wherever the geometry
+# suits them (csrc/cpu/dispatch.cpp), and the NCHW ones on copies elsewhere.
+FORMATS = [torch.contiguous_format, torch.channels_last]
 
 
 def make(geometry, dtype):
@@ -97,13 +109,15 @@ def test_geometries_are_large_enough_for_the_fast_path(geometry):
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("memory_format", FORMATS, ids=str)
 @pytest.mark.parametrize("isa", FAST_CPU_ISAS)
-def test_instantiation_matches_float64_f_conv2d(isa, dtype, geometry):
+def test_instantiation_matches_float64_f_conv2d(isa, memory_format, dtype, geometry):
     x, w, b, gy, options = make(geometry, dtype)
     expected = reference(x, w, b, gy, options)
+    laid = lambda t: t.to(dtype).contiguous(memory_format=memory_format)
     with cpu_isa(isa):
-        ours = ops(x.to(dtype), w.to(dtype), b.to(dtype), gy.to(dtype), options)
-    assert all(t.dtype == dtype for t in ours)
+        ours = ops(laid(x), w.to(dtype), b.to(dtype), laid(gy), options)
+    assert all(t.dtype == dtype for t in ours)  # (strides: test_memory_format.py)
     assert_all_close([t.double() for t in ours], expected, ("output", "grad_input", "grad_weight"),
                      **TOLERANCES[dtype])
 
@@ -119,10 +133,12 @@ TWINS = [(native, generic) for native, generic in
 @pytest.mark.skipif(not TWINS, reason="this CPU runs no native fast-path instantiation")
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("memory_format", FORMATS, ids=str)
 @pytest.mark.parametrize("twin", TWINS, ids="-".join)
-def test_generic_instantiation_is_bitwise_its_native_twin(twin, dtype, geometry):
+def test_generic_instantiation_is_bitwise_its_native_twin(twin, memory_format, dtype, geometry):
     x, w, b, gy, options = (t.to(dtype) if isinstance(t, torch.Tensor) else t
                             for t in make(geometry, dtype))
+    x, gy = (t.contiguous(memory_format=memory_format) for t in (x, gy))
     results = []
     for isa in twin:
         with cpu_isa(isa):

@@ -240,15 +240,21 @@ DETERMINISM = {
     "depthwise": ((4, 6, 48, 40), (6, 1, 3, 3), dict(groups=6, padding=1)),
     "one filter, tall": ((2, 1, 200, 24), (1, 1, 7, 1), dict(stride=(1, 2))),
 }
+# The channels-last kernels (their own tasks and summation order) on the same shapes.
+CHANNELS_LAST = {f"{name}, channels_last": DETERMINISM[name]
+                 for name in ("3x3, padding 1", "stride 2, dilation 2", "depthwise")}
+DETERMINISM.update(CHANNELS_LAST)
 
 
-def run_once(path, shapes, threads):
-    input_shape, weight_shape, options = shapes
+def run_once(path, name, threads):
+    input_shape, weight_shape, options = DETERMINISM[name]
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     randn = lambda *s: torch.randn(s, generator=gen, dtype=torch.float64)
     x, w, b = randn(*input_shape), randn(*weight_shape), randn(weight_shape[0])
     gy = randn(*F.conv2d(x, w, b, **options).shape)
+    if name in CHANNELS_LAST:
+        x, gy = (t.contiguous(memory_format=torch.channels_last) for t in (x, gy))
     with on_path(path) as dtype:
         return outputs_and_grads(corr2d_ext.conv2d, x.to(dtype), w.to(dtype), b.to(dtype),
                                  gy.to(dtype), **options)[:-1]
@@ -257,8 +263,8 @@ def run_once(path, shapes, threads):
 @pytest.mark.parametrize("shapes", DETERMINISM)
 @pytest.mark.parametrize("path", path_params(list(PATHS)))
 def test_results_are_bitwise_identical_across_runs_and_thread_counts(num_threads, path, shapes):
-    first = run_once(path, DETERMINISM[shapes], threads=1)
+    first = run_once(path, shapes, threads=1)
     for threads in (2, 2, 1, 2):
-        again = run_once(path, DETERMINISM[shapes], threads)
+        again = run_once(path, shapes, threads)
         for name, a, e in zip(NAMES, again, first):
             assert torch.equal(a, e), f"{name} differs with {threads} threads"

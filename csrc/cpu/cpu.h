@@ -31,6 +31,9 @@ struct IsaKernels {
                         // generic instantiations are for tests only
   int float_lanes;
   Corr2dKernels ops;    // the op family's kernel table (corr2d_ops.h), run by this instantiation
+  // The same ops with their image operands NHWC (grad_weight still OIHW), for geometries that
+  // channels_last_fits (plan.h); dispatch.cpp decides which a call takes.
+  Corr2dKernels channels_last;
 };
 
 // The instantiations this build has (each compiled only where its target exists).

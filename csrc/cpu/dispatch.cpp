@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <mutex>
 
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include "../corr2d_ops.h"
 #include "cpu.h"
+#include "plan.h"
 
 namespace corr2d_ext {
 namespace cpu {
@@ -73,10 +75,40 @@ const IsaKernels* fast_path_for(const Geometry& g) {
   return selected().load();
 }
 
+// Layouts. corr2d.cpp hands these kernels every tensor contiguous in the call's result format
+// (corr2d_ops.h): NCHW, or NHWC where the result is channels_last (the weight always OIHW). A
+// tensor with one channel or 1x1 images is both, and reads the same either way.
+//
+// Whether a call takes the channels-last kernels: its src and dst NHWC (not both NCHW) and a
+// geometry they suit.
+bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tensor& src,
+                         const at::Tensor& dst) {
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  return k && !(src.is_contiguous() && dst.is_contiguous()) && src.is_contiguous(cl) &&
+         dst.is_contiguous(cl) && channels_last_fits(g, k->float_lanes);
+}
+
+at::Tensor nchw(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+
+// `run` with an NCHW result: `result` itself, or a buffer copied into it (an NHWC result of the
+// NCHW kernels).
+template <typename Run>
+void into(const at::Tensor& result, const Run& run) {
+  if (result.is_contiguous()) return run(result);
+  const at::Tensor r = at::empty(result.sizes(), result.options());
+  run(r);
+  result.copy_(r);
+}
+
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
-  if (const IsaKernels* k = fast_path_for(g)) return k->ops.forward(g, input, weight, bias, output);
-  portable::forward(g, input, weight, bias, output);
+  const IsaKernels* k = fast_path_for(g);
+  if (takes_channels_last(k, g, input, output))
+    return k->channels_last.forward(g, input, weight, bias, output);
+  into(output, [&](const at::Tensor& out) {
+    if (k) return k->ops.forward(g, nchw(input), weight, bias, out);
+    portable::forward(g, nchw(input), weight, bias, out);
+  });
 }
 
 // Whether no element has an exponent of all ones (inf or NaN), in one pass over the bits (a
@@ -107,16 +139,25 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   // The fast path correlates grad_output padded with zeros, where a non-finite weight would
   // make NaN (inf * 0) that F.conv2d's input gradient does not have.
   const IsaKernels* k = fast_path_for(g);
-  if (k && all_finite(weight))  // contiguous, as every kernel input is
-    return k->ops.input_grad(g, grad_output, weight, grad_input);
-  portable::input_grad(g, grad_output, weight, grad_input);
+  if (k && !all_finite(weight)) k = nullptr;  // contiguous, as every weight is
+  // Its correlations' geometry: grad_output's channels in, the input's out.
+  if (k && takes_channels_last(k, input_grad_phases(g).front().g, grad_output, grad_input))
+    return k->channels_last.input_grad(g, grad_output, weight, grad_input);
+  into(grad_input, [&](const at::Tensor& out) {
+    if (k) return k->ops.input_grad(g, nchw(grad_output), weight, out);
+    portable::input_grad(g, nchw(grad_output), weight, out);
+  });
 }
 
 void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& grad_output,
                  const at::Tensor& grad_weight) {
-  if (const IsaKernels* k = fast_path_for(g))
-    return k->ops.weight_grad(g, input, grad_output, grad_weight);
-  portable::weight_grad(g, input, grad_output, grad_weight);
+  const IsaKernels* k = fast_path_for(g);
+  into(grad_weight, [&](const at::Tensor& out) {
+    if (takes_channels_last(k, g, input, grad_output))
+      return k->channels_last.weight_grad(g, input, grad_output, out);
+    if (k) return k->ops.weight_grad(g, nchw(input), nchw(grad_output), out);
+    portable::weight_grad(g, nchw(input), nchw(grad_output), out);
+  });
 }
 
 }  // namespace
@@ -139,7 +180,7 @@ void select_isa(const std::string& name) { selected().store(find(name)); }
 int64_t fast_path_min_macs() { return kMinFastMacs; }
 
 const Corr2dKernels& kernels() {
-  static const Corr2dKernels k{&forward, &input_grad, &weight_grad};
+  static const Corr2dKernels k{&forward, &input_grad, &weight_grad, true};
   return k;
 }
 

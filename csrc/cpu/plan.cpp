@@ -72,6 +72,11 @@ DstLayout contiguous_dst_layout(const Geometry& g) {
   return {g.out_channels * g.output_plane(), g.output_plane(), g.cols.output, 1, 0};
 }
 
+DstLayout channels_last(const DstLayout& nchw, int64_t channels) {
+  // Pixel offsets within a plane, scaled by the channels; a channel is one element on.
+  return {nchw.image, 1, nchw.row * channels, nchw.col * channels, nchw.offset * channels};
+}
+
 namespace {
 
 // One axis of one input-gradient phase: the input indices i0, i0 + s, ... and the taps k
@@ -355,6 +360,28 @@ WeightGradPlan::WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes,
   block_input = slab.size(g.in_channels);
   // Shared only where it saves restaging: several weight blocks along the output channels.
   shared_stage = !slab.in_place && oc_blocks > 1 && blocks.count * block_input * elem_bytes <= kSharedStageBytes;
+}
+
+bool channels_last_fits(const Geometry& g, int lanes) {
+  const int64_t cin = g.in_channels_per_group(), cout = g.out_channels_per_group();
+  if (cin == 1 && cout == 1) return true;
+  // At least 3 in 4 lanes of a group's channel vectors work (24 channels in 16 lanes, not 8).
+  return 4 * cout >= 3 * round_up(cout, lanes);
+}
+
+ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors) {
+  depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
+  vectors = div_up(depthwise ? g.out_channels : g.out_channels_per_group(), lanes);
+  block_vectors = std::min<int64_t>(vectors, max_vectors);
+  group_blocks = div_up(vectors, block_vectors);
+  blocks = depthwise ? group_blocks : g.groups * group_blocks;
+  pixels = g.output_plane();
+  // A task's pixels, read once per block of dst channels, should stay in L2: a few hundred
+  // pixels, fewer where the batch alone does not make enough tasks.
+  chunk = std::min<int64_t>(pixels, 256);
+  chunks = div_up(pixels, chunk);
+  pieces = std::clamp<int64_t>(div_up(kMinTasks, g.batch * chunks), 1, blocks);
+  tasks = g.batch * chunks * pieces;
 }
 
 }  // namespace cpu

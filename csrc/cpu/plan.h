@@ -38,6 +38,8 @@ struct DstLayout {
   int64_t image, channel, row, col, offset;
 };
 DstLayout contiguous_dst_layout(const Geometry& g);
+// The same pixels of an NHWC dst of `channels` channels (each pixel's channels contiguous).
+DstLayout channels_last(const DstLayout& nchw, int64_t channels);
 
 // The input gradient, as forward-form correlations of grad_output (the src) into grad_input
 // (the dst), one per stride phase (as oneDNN's strided backward-data does): the input pixels
@@ -225,6 +227,30 @@ struct WeightGradPlan {
 
   WeightGradPlan(const Geometry& g, int lanes, int64_t elem_bytes, bool same_dtype);
   int64_t tasks() const { return weight_blocks * chunks; }
+};
+
+// Channels last (NHWC): a dst pixel's channels are contiguous, so vectors run along them, not
+// along pixels. A tile is a few dst pixels (consecutive in raster order, across rows) x a few
+// vectors of one group's dst channels; each src element is broadcast over the channel vectors
+// (depthwise: a vector of src channels multiplies the same channels' taps). Nothing is staged:
+// each (pixel, tap) reads the src pixel where it is, or a row of zeros where the window lies
+// in the padding. No lane idles on a narrow image; only a group's last channel vector may
+// have idle lanes, so this layout is taken where that wastes little (channels_last_fits).
+bool channels_last_fits(const Geometry& g, int lanes);
+
+struct ChannelsLastPlan {
+  bool depthwise;
+  int64_t vectors;        // vectors of a group's dst channels (depthwise: of all channels)
+  int64_t block_vectors;  // vectors per tile; a group's last block may have fewer
+  int64_t group_blocks;   // blocks per group (depthwise: in all)
+  int64_t blocks;         // (group, block) pairs in all
+  int64_t pixels;         // dst pixels of one image
+  int64_t chunk;          // dst pixels per task
+  int64_t chunks;         // per image
+  int64_t pieces;         // each chunk's blocks split this many ways, for enough tasks
+  int64_t tasks;          // batch * chunks * pieces
+
+  ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors);
 };
 
 }  // namespace cpu

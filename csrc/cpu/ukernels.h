@@ -576,6 +576,392 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
 }
 
 // ---------------------------------------------------------------------------------------------
+// Channels last (plan.h: ChannelsLastPlan): a tile of P dst pixels x CV vectors of dst channels.
+// src[t * P + p] points at the src pixel that tap t of pixel p reads (at the tile's first src
+// channel), or at zeros; out[p] at pixel p's first dst channel of the tile. Weights packed as
+// [tap][src channel][CV * lanes] (depthwise: one src channel, its own). The last vector
+// keeps `valid` lanes (a group's last channels); the others all of theirs.
+
+// Pixels per channels-last tile of `cv` channel vectors: its accumulators, the cv weights and
+// one broadcast in the registers, at most 8.
+template <typename V>
+constexpr int channels_last_pixels(int cv) {
+  return std::min(8, (V::registers - cv - 1) / cv);
+}
+template <typename V>
+constexpr int channels_last_max_vectors() { return V::registers >= 32 ? 4 : 3; }
+
+template <typename V, typename T, int P, int CV, bool DEPTHWISE>
+CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t cin,
+                                      const typename V::scalar* w,
+                                      const typename V::scalar* bias, T* const* out, int valid) {
+  using S = typename V::scalar;
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  R acc[P][CV];
+  CORR2D_UNROLL
+  for (int v = 0; v < CV; ++v) {
+    const R b = V::load(bias + v * L);
+    CORR2D_UNROLL
+    for (int p = 0; p < P; ++p) acc[p][v] = b;
+  }
+  const bool partial = valid < L;
+  for (int64_t t = 0; t < taps; ++t) {
+    const T* const* at = src + t * P;
+    const S* wt = w + t * cin * CV * L;
+    if constexpr (DEPTHWISE) {
+      // Tap t of each channel, times the same channels of each pixel's src.
+      R wv[CV];
+      CORR2D_UNROLL
+      for (int v = 0; v < CV; ++v) wv[v] = V::load(wt + v * L);
+      CORR2D_UNROLL
+      for (int p = 0; p < P; ++p) {
+        CORR2D_UNROLL
+        for (int v = 0; v < CV; ++v) {
+          // The last vector of the last channels stops at them: past them may lie the end.
+          const R x = v == CV - 1 && partial ? load_first_from<V>(at[p] + v * L, valid)
+                                             : V::template load_from<T>(at[p] + v * L);
+          acc[p][v] = V::fma(wv[v], x, acc[p][v]);
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < cin; ++i) {
+        R wv[CV];
+        CORR2D_UNROLL
+        for (int v = 0; v < CV; ++v) wv[v] = V::load(wt + i * CV * L + v * L);
+        CORR2D_UNROLL
+        for (int p = 0; p < P; ++p) {
+          const R x = V::set1(static_cast<S>(at[p][i]));
+          CORR2D_UNROLL
+          for (int v = 0; v < CV; ++v) acc[p][v] = V::fma(wv[v], x, acc[p][v]);
+        }
+      }
+    }
+  }
+  CORR2D_UNROLL
+  for (int p = 0; p < P; ++p) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) {
+      if (v < CV - 1 || !partial) {
+        V::template store_to<T>(out[p] + v * L, acc[p][v]);
+      } else {
+        alignas(64) S tmp[L];
+        V::store(tmp, acc[p][v]);
+        for (int k = 0; k < valid; ++k) out[p][v * L + k] = static_cast<T>(tmp[k]);
+      }
+    }
+  }
+}
+
+// The pixels [p0, p0 + P) of one image (fewer at the chunk's end: the others read zeros and
+// write to `sink`), channel offsets c_src and c_dst, then one tile.
+template <typename V, typename T, int CV, bool DEPTHWISE>
+CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, const T* src_n,
+                                       T* dst_n, const T* zeros, T* sink, int64_t p0,
+                                       int64_t p1, int64_t c_src, int64_t c_dst,
+                                       const typename V::scalar* w,
+                                       const typename V::scalar* bias, int valid) {
+  constexpr int P = channels_last_pixels<V>(CV);
+  const Axis& rows = g.rows;
+  const Axis& cols = g.cols;
+  const int64_t taps = g.kernel_area(), cin = g.in_channels_per_group();
+  const int64_t C = g.in_channels, W = g.cols.output;
+  std::vector<const T*> reads(taps * P);
+  T* out[P];
+  for (int64_t q0 = p0; q0 < p1; q0 += P) {
+    int64_t iy[P], ix[P];
+    for (int p = 0; p < P; ++p) {
+      const int64_t q = std::min(q0 + p, p1 - 1);
+      const int64_t y = q / W, x = q % W;
+      iy[p] = y * rows.stride - rows.padding;
+      ix[p] = x * cols.stride - cols.padding;
+      out[p] = q0 + p < p1 ? dst_n + y * dl.row + x * dl.col + c_dst : sink;
+    }
+    for (int64_t kh = 0; kh < rows.kernel; ++kh)
+      for (int64_t kw = 0; kw < cols.kernel; ++kw) {
+        const T** a = reads.data() + (kh * cols.kernel + kw) * P;
+        for (int p = 0; p < P; ++p) {
+          const int64_t r = iy[p] + kh * rows.dilation, c = ix[p] + kw * cols.dilation;
+          const bool inside = r >= 0 && r < rows.input && c >= 0 && c < cols.input;
+          a[p] = (inside ? src_n + (r * cols.input + c) * C : zeros) + c_src;
+        }
+      }
+    channels_last_tile<V, T, P, CV, DEPTHWISE>(reads.data(), taps, cin, w, bias, out, valid);
+  }
+}
+
+// dst = correlation of src with the weight (read through `wl`) + bias, in forward form, src
+// NHWC and dst written through `dl` with contiguous channels (dl.channel == 1).
+template <typename V, typename T>
+void correlate_channels_last(const Geometry& g, const WeightLayout& wl, const DstLayout& dl,
+                             const T* src, const T* w, const T* bias, T* dst) {
+  using S = typename V::scalar;
+  constexpr int L = V::lanes;
+  const ChannelsLastPlan plan(g, L, channels_last_max_vectors<V>());
+  const int64_t taps = g.kernel_area();
+  const int64_t cin = g.in_channels_per_group(), cout = g.out_channels_per_group();
+  const int64_t padded = plan.vectors * L;  // a group's dst channels, whole vectors
+  const int64_t groups = plan.depthwise ? 1 : g.groups;
+
+  // Weights as [group][block][tap][src channel][block's channels], zeros past a group's last
+  // channel (depthwise: one group of every channel, one src channel each); biases likewise.
+  const int64_t per_group = taps * cin * padded;
+  auto packed = scratch<S>(groups * per_group);
+  std::vector<S> biases(groups * padded, S(0));
+  at::parallel_for(0, groups * plan.group_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t grp = u / plan.group_blocks, blk = u % plan.group_blocks;
+      const int64_t v0 = blk * plan.block_vectors;
+      const int64_t nv = std::min(plan.block_vectors, plan.vectors - v0);
+      S* to = packed.get() + grp * per_group + v0 * L * taps * cin;
+      for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+        for (int64_t kw = 0; kw < g.cols.kernel; ++kw)
+          for (int64_t i = 0; i < cin; ++i)
+            for (int64_t j = 0; j < nv * L; ++j) {
+              const int64_t d = v0 * L + j;  // dst channel in the group (depthwise: channel)
+              const bool real = plan.depthwise ? d < g.out_channels : d < cout;
+              const int64_t e = plan.depthwise ? d * wl.group
+                                               : grp * wl.group + d * wl.dst + i * wl.src;
+              *to++ = real ? static_cast<S>(w[e + kh * wl.tap_row + kw * wl.tap_col + wl.offset])
+                           : S(0);
+            }
+    }
+  });
+  if (bias)
+    for (int64_t grp = 0; grp < groups; ++grp)
+      for (int64_t d = 0; d < (plan.depthwise ? g.out_channels : cout); ++d)
+        biases[grp * padded + d] = static_cast<S>(bias[grp * cout + d]);
+  // What a window reads where it lies in the padding: zeros for every src channel and one
+  // vector more (a depthwise tile reads whole vectors from its first channel).
+  const std::vector<T> zeros(g.in_channels + padded + L, T(0));
+  const int64_t src_image = g.input_plane() * g.in_channels;
+
+  at::parallel_for(0, plan.tasks, 1, [&](int64_t begin, int64_t end) {
+    T sink[4 * L];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t piece = task % plan.pieces;
+      const int64_t image_chunk = task / plan.pieces;
+      const int64_t n = image_chunk / plan.chunks;
+      const int64_t p0 = (image_chunk % plan.chunks) * plan.chunk;
+      const int64_t p1 = std::min(plan.pixels, p0 + plan.chunk);
+      const T* src_n = src + n * src_image;
+      T* dst_n = dst + n * dl.image + dl.offset;
+      for (int64_t u = piece * plan.blocks / plan.pieces;
+           u < (piece + 1) * plan.blocks / plan.pieces; ++u) {
+        const int64_t grp = u / plan.group_blocks, blk = u % plan.group_blocks;
+        const int64_t v0 = blk * plan.block_vectors;
+        const int nv = static_cast<int>(std::min(plan.block_vectors, plan.vectors - v0));
+        const int64_t channels = plan.depthwise ? g.out_channels : cout;
+        const int valid = static_cast<int>(std::min<int64_t>(L, channels - (v0 + nv - 1) * L));
+        const S* wb = packed.get() + grp * per_group + v0 * L * taps * cin;
+        const S* bb = biases.data() + grp * padded + v0 * L;
+        // Depthwise: channels v0 * L.. of src and dst; otherwise the group's src channels and
+        // this block's dst channels.
+        const int64_t c_src = plan.depthwise ? v0 * L : grp * cin;
+        const int64_t c_dst = plan.depthwise ? v0 * L : grp * cout + v0 * L;
+#define CORR2D_CHANNELS_LAST(K)                                                                \
+  case K:                                                                                      \
+    if (plan.depthwise)                                                                        \
+      channels_last_tiles<V, T, K, true>(g, dl, src_n, dst_n, zeros.data(), sink, p0, p1,      \
+                                         c_src, c_dst, wb, bb, valid);                         \
+    else                                                                                       \
+      channels_last_tiles<V, T, K, false>(g, dl, src_n, dst_n, zeros.data(), sink, p0, p1,     \
+                                          c_src, c_dst, wb, bb, valid);                        \
+    break;
+        switch (nv) {
+          CORR2D_CHANNELS_LAST(4)
+          CORR2D_CHANNELS_LAST(3)
+          CORR2D_CHANNELS_LAST(2)
+          default: CORR2D_CHANNELS_LAST(1)
+        }
+#undef CORR2D_CHANNELS_LAST
+      }
+    }
+  });
+}
+
+// Channels-last weight gradient: grad_w[o, i, (kh, kw)] = sum over (n, y, x) of gy[n, y, x, o]
+// * src[n, y * sh + kh * dh - ph, x * sw + kw * dw - pw, i], vectorized along o (contiguous in
+// NHWC), so no lane is summed across. A tile is CV vectors of a group's output channels x K
+// src channels from i0, at one tap (depthwise: the same channels, one tap); its accumulators
+// stay in registers over the rows [r0, r1) of the batch (r = n * H_out + y), loaded from and
+// stored to `acc` ((k * CV + v) * lanes). Taps in the padding add nothing and are skipped.
+template <typename V, typename T, int CV, int K, bool DEPTHWISE>
+CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* src, const T* gy,
+                                                  int64_t r0, int64_t r1, int64_t kh, int64_t kw,
+                                                  int64_t c_src, int64_t c_gy,
+                                                  typename V::scalar* acc_buf, int valid) {
+  using S = typename V::scalar;
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  const Axis& rows = g.rows;
+  const Axis& cols = g.cols;
+  const int64_t C_src = g.in_channels, C_gy = g.out_channels;
+  const int64_t W = cols.output, H = rows.output;
+  // The dst columns whose src column x * sw + kw * dw - pw lies inside the image.
+  const int64_t shift = kw * cols.dilation - cols.padding;
+  int64_t x0 = 0;
+  while (x0 < W && x0 * cols.stride + shift < 0) ++x0;
+  int64_t x1 = x0;
+  while (x1 < W && x1 * cols.stride + shift < cols.input) ++x1;
+  const bool partial = valid < L;
+  R acc[CV][K];
+  CORR2D_UNROLL
+  for (int k = 0; k < K; ++k) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) acc[v][k] = V::load(acc_buf + (k * CV + v) * L);
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / H, y = r % H;
+    const int64_t row = y * rows.stride + kh * rows.dilation - rows.padding;
+    if (row < 0 || row >= rows.input) continue;
+    const T* gy_row = gy + r * W * C_gy + c_gy;
+    const T* src_row = src + ((n * rows.input + row) * cols.input + shift) * C_src + c_src;
+    for (int64_t x = x0; x < x1; ++x) {
+      const T* gp = gy_row + x * C_gy;
+      const T* sp = src_row + x * cols.stride * C_src;
+      R gv[CV];
+      CORR2D_UNROLL
+      for (int v = 0; v < CV; ++v)
+        gv[v] = v == CV - 1 && partial ? load_first_from<V>(gp + v * L, valid)
+                                       : V::template load_from<T>(gp + v * L);
+      if constexpr (DEPTHWISE) {
+        CORR2D_UNROLL
+        for (int v = 0; v < CV; ++v) {
+          const R xv = v == CV - 1 && partial ? load_first_from<V>(sp + v * L, valid)
+                                              : V::template load_from<T>(sp + v * L);
+          acc[v][0] = V::fma(gv[v], xv, acc[v][0]);
+        }
+      } else {
+        CORR2D_UNROLL
+        for (int k = 0; k < K; ++k) {
+          const R b = V::set1(static_cast<S>(sp[k]));
+          CORR2D_UNROLL
+          for (int v = 0; v < CV; ++v) acc[v][k] = V::fma(gv[v], b, acc[v][k]);
+        }
+      }
+    }
+  }
+  CORR2D_UNROLL
+  for (int k = 0; k < K; ++k) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) V::store(acc_buf + (k * CV + v) * L, acc[v][k]);
+  }
+}
+
+// src channels per channels-last weight-gradient tile of `cv` output-channel vectors.
+template <typename V>
+constexpr int channels_last_weight_grad_k(int cv) {
+  return std::min(8, (V::registers - cv - 1) / cv);
+}
+
+template <typename V, typename T>
+void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_output,
+                               T* grad_weight) {
+  using S = typename V::scalar;
+  constexpr int L = V::lanes;
+  // The output channels, cut as the forward cuts its dst channels.
+  const ChannelsLastPlan plan(g, L, channels_last_max_vectors<V>());
+  const int64_t taps = g.kernel_area();
+  const int64_t cin = g.in_channels_per_group(), cout = g.out_channels_per_group();
+  const int64_t channels = plan.depthwise ? g.out_channels : cout;  // vectorized along
+  // A unit: one tile's weights, (block, tap, src channels [i0, i0 + k)): k = K for whole tiles of
+  // src channels, 1 for the rest (depthwise: k = 1, the block's own channels).
+  struct Unit {
+    int64_t block, tap, i0;
+    int k;
+  };
+  std::vector<Unit> units;
+  for (int64_t b = 0; b < plan.blocks; ++b) {
+    const int64_t nv = std::min(plan.block_vectors,
+                                plan.vectors - (b % plan.group_blocks) * plan.block_vectors);
+    const int kmax = plan.depthwise ? 1 : channels_last_weight_grad_k<V>(static_cast<int>(nv));
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t i0 = 0; i0 < cin;) {
+        // The widest tile the src channels left fill: kmax, else 4, 2 or 1 (the tiles built).
+        int k = kmax;
+        for (const int narrower : {4, 2, 1})
+          if (i0 + k > cin) k = std::min(k, narrower);
+        units.push_back({b, t, i0, k});
+        i0 += k;
+      }
+  }
+  // Tasks own consecutive units, two per thread (a weight's whole sum lies in one task, in row
+  // order, so the cut changes no result), and more where their accumulators (held across the
+  // row chunks) would pass a bound, whatever the weight's size. Few tasks of many units let
+  // each chunk of grad_output serve several units while it is in cache.
+  const int64_t unit_bytes = static_cast<int64_t>(sizeof(S)) * 8 * plan.block_vectors * L;
+  const int64_t count = static_cast<int64_t>(units.size());
+  const int64_t tasks = std::clamp<int64_t>(
+      std::max<int64_t>(2 * at::get_num_threads(), count * unit_bytes / (256 * 1024)), 1, count);
+  // Row chunks of a few hundred pixels: a chunk's grad_output and src stay in L2 while each of
+  // a task's units runs over it.
+  const int64_t total_rows = g.batch * g.rows.output;
+  const int64_t chunk_rows = std::max<int64_t>(1, 512 / std::max<int64_t>(1, g.cols.output));
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t u0 = task * count / tasks, u1 = (task + 1) * count / tasks;
+      std::vector<S> acc((u1 - u0) * 8 * plan.block_vectors * L, S(0));
+      for (int64_t r0 = 0; r0 < total_rows; r0 += chunk_rows) {
+        const int64_t r1 = std::min(total_rows, r0 + chunk_rows);
+        for (int64_t u = u0; u < u1; ++u) {
+          const Unit& un = units[u];
+          const int64_t grp = un.block / plan.group_blocks;
+          const int64_t v0 = (un.block % plan.group_blocks) * plan.block_vectors;
+          const int nv = static_cast<int>(std::min(plan.block_vectors, plan.vectors - v0));
+          const int valid = static_cast<int>(std::min<int64_t>(L, channels - (v0 + nv - 1) * L));
+          const int64_t kh = un.tap / g.cols.kernel, kw = un.tap % g.cols.kernel;
+          const int64_t c_src = plan.depthwise ? v0 * L : grp * cin + un.i0;
+          const int64_t c_gy = plan.depthwise ? v0 * L : grp * cout + v0 * L;
+          S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
+#define CORR2D_CL_WG(CV)                                                                      \
+  case CV:                                                                                    \
+    if (plan.depthwise)                                                                       \
+      channels_last_weight_grad_tile<V, T, CV, 1, true>(g, input, grad_output, r0, r1, kh, kw, \
+                                                        c_src, c_gy, a, valid);               \
+    else if (un.k == 1)                                                                       \
+      channels_last_weight_grad_tile<V, T, CV, 1, false>(g, input, grad_output, r0, r1, kh,   \
+                                                         kw, c_src, c_gy, a, valid);          \
+    else if (un.k == 2)                                                                       \
+      channels_last_weight_grad_tile<V, T, CV, 2, false>(g, input, grad_output, r0, r1, kh,   \
+                                                         kw, c_src, c_gy, a, valid);          \
+    else if (un.k == 4 && channels_last_weight_grad_k<V>(CV) != 4)                            \
+      channels_last_weight_grad_tile<V, T, CV, 4, false>(g, input, grad_output, r0, r1, kh,   \
+                                                         kw, c_src, c_gy, a, valid);          \
+    else                                                                                      \
+      channels_last_weight_grad_tile<V, T, CV, channels_last_weight_grad_k<V>(CV), false>(    \
+          g, input, grad_output, r0, r1, kh, kw, c_src, c_gy, a, valid);                      \
+    break;
+          switch (nv) {
+            CORR2D_CL_WG(4)
+            CORR2D_CL_WG(3)
+            CORR2D_CL_WG(2)
+            default: CORR2D_CL_WG(1)
+          }
+#undef CORR2D_CL_WG
+        }
+      }
+      // The sums, into the OIHW grad_weight (valid lanes only).
+      for (int64_t u = u0; u < u1; ++u) {
+        const Unit& un = units[u];
+        const int64_t grp = un.block / plan.group_blocks;
+        const int64_t v0 = (un.block % plan.group_blocks) * plan.block_vectors;
+        const int64_t nv = std::min(plan.block_vectors, plan.vectors - v0);
+        const S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
+        for (int k = 0; k < un.k; ++k)
+          for (int64_t j = 0; j < nv * L; ++j) {
+            const int64_t o = v0 * L + j;
+            if (o >= channels) break;
+            const int64_t w_at = plan.depthwise ? o * taps + un.tap
+                                                : ((grp * cout + o) * cin + un.i0 + k) * taps + un.tap;
+            grad_weight[w_at] = static_cast<T>(a[(k * nv) * L + j]);
+          }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Weight gradient: grad_w[o, i, t] = sum over (n, y, x) of gy[n, o, y, x] * slab(i, y, x, t).
 // Micro-kernel: OCB output channels x TB taps of accumulators, carried across every pixel
 // vector of a row block, then stored back into the task's lane buffer; the lanes are summed (in
@@ -825,6 +1211,50 @@ struct Instantiation {
         if (p.taps)
           correlate<V, T>(p.g, p.wl, p.dst, grad_output.const_data_ptr<T>(),
                           weight.const_data_ptr<T>(), nullptr, grad_input.mutable_data_ptr<T>());
+    });
+  }
+
+  // src and dst NHWC (channels_last_fits; dispatch.cpp decides).
+  static void forward_channels_last(const Geometry& g, const at::Tensor& input,
+                                    const at::Tensor& weight,
+                                    const std::optional<at::Tensor>& bias,
+                                    const at::Tensor& output) {
+    by_dtype(input.scalar_type(), [&](auto v, auto t) {
+      using V = decltype(v);
+      using T = decltype(t);
+      correlate_channels_last<V, T>(
+          g, forward_weight_layout(g), channels_last(contiguous_dst_layout(g), g.out_channels),
+          input.const_data_ptr<T>(), weight.const_data_ptr<T>(),
+          bias ? bias->const_data_ptr<T>() : nullptr, output.mutable_data_ptr<T>());
+    });
+  }
+
+  static void input_grad_channels_last(const Geometry& g, const at::Tensor& grad_output,
+                                       const at::Tensor& weight, const at::Tensor& grad_input) {
+    const auto phases = input_grad_phases(g);
+    if (std::any_of(phases.begin(), phases.end(), [](const auto& p) { return !p.taps; }))
+      grad_input.zero_();
+    by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
+      using V = decltype(v);
+      using T = decltype(t);
+      for (const InputGradPhase& p : phases)
+        if (p.taps)
+          correlate_channels_last<V, T>(p.g, p.wl, channels_last(p.dst, g.in_channels),
+                                        grad_output.const_data_ptr<T>(),
+                                        weight.const_data_ptr<T>(), nullptr,
+                                        grad_input.mutable_data_ptr<T>());
+    });
+  }
+
+  static void weight_grad_channels_last(const Geometry& g, const at::Tensor& input,
+                                        const at::Tensor& grad_output,
+                                        const at::Tensor& grad_weight) {
+    by_dtype(input.scalar_type(), [&](auto v, auto t) {
+      using V = decltype(v);
+      using T = decltype(t);
+      cpu::weight_grad_channels_last<V, T>(g, input.const_data_ptr<T>(),
+                                           grad_output.const_data_ptr<T>(),
+                                           grad_weight.mutable_data_ptr<T>());
     });
   }
 

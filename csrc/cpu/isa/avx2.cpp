@@ -21,7 +21,9 @@ using K = Instantiation<Avx2F32, Avx2F64>;
 
 const IsaKernels& avx2() {
   static const IsaKernels k{"avx2", &supported, true, Avx2F32::lanes,
-                            {&K::forward, &K::input_grad, &K::weight_grad}};
+                            {&K::forward, &K::input_grad, &K::weight_grad},
+                            {&K::forward_channels_last, &K::input_grad_channels_last,
+                             &K::weight_grad_channels_last}};
   return k;
 }
 

@@ -1,8 +1,10 @@
 // The fast path for x86-64 CPUs with AVX-512 F, BW, VL and DQ (Skylake-SP, Ice Lake, Sapphire
 // Rapids, Zen 4 and later): 16 floats or 8 doubles a register, 32 registers.
 // GCC 12's own avx512fintrin.h starts some intrinsics from an undefined register, which
-// -Wmaybe-uninitialized reports once per instantiation; the lanes it means are all written.
+// -Wmaybe-uninitialized (or -Wuninitialized) reports once per instantiation; the lanes it means
+// are all written.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "../simd/avx512.h"
 
@@ -25,7 +27,9 @@ using K = Instantiation<Avx512F32, Avx512F64>;
 
 const IsaKernels& avx512() {
   static const IsaKernels k{"avx512", &supported, true, Avx512F32::lanes,
-                            {&K::forward, &K::input_grad, &K::weight_grad}};
+                            {&K::forward, &K::input_grad, &K::weight_grad},
+                            {&K::forward_channels_last, &K::input_grad_channels_last,
+                             &K::weight_grad_channels_last}};
   return k;
 }
 

@@ -32,17 +32,26 @@ using K = Instantiation<GenericVec<float, Lanes, Registers>,
 
 const IsaKernels& generic16() {
   static const IsaKernels k{"generic16", &always, false, 16,
-                            {&K<16, 32>::forward, &K<16, 32>::input_grad, &K<16, 32>::weight_grad}};
+                            {&K<16, 32>::forward, &K<16, 32>::input_grad, &K<16, 32>::weight_grad},
+                            {&K<16, 32>::forward_channels_last,
+                             &K<16, 32>::input_grad_channels_last,
+                             &K<16, 32>::weight_grad_channels_last}};
   return k;
 }
 const IsaKernels& generic8() {
   static const IsaKernels k{"generic8", &always, false, 8,
-                            {&K<8, 16>::forward, &K<8, 16>::input_grad, &K<8, 16>::weight_grad}};
+                            {&K<8, 16>::forward, &K<8, 16>::input_grad, &K<8, 16>::weight_grad},
+                            {&K<8, 16>::forward_channels_last,
+                             &K<8, 16>::input_grad_channels_last,
+                             &K<8, 16>::weight_grad_channels_last}};
   return k;
 }
 const IsaKernels& generic4() {
   static const IsaKernels k{"generic4", &always, false, 4,
-                            {&K<4, 32>::forward, &K<4, 32>::input_grad, &K<4, 32>::weight_grad}};
+                            {&K<4, 32>::forward, &K<4, 32>::input_grad, &K<4, 32>::weight_grad},
+                            {&K<4, 32>::forward_channels_last,
+                             &K<4, 32>::input_grad_channels_last,
+                             &K<4, 32>::weight_grad_channels_last}};
   return k;
 }
 

@@ -18,7 +18,9 @@ using K = Instantiation<NeonF32, NeonF64>;
 
 const IsaKernels& neon() {
   static const IsaKernels k{"neon", &supported, true, NeonF32::lanes,
-                            {&K::forward, &K::input_grad, &K::weight_grad}};
+                            {&K::forward, &K::input_grad, &K::weight_grad},
+                            {&K::forward_channels_last, &K::input_grad_channels_last,
+                             &K::weight_grad_channels_last}};
   return k;
 }
 
