@@ -88,14 +88,25 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
          dst.is_contiguous(cl) && channels_last_fits(g, k->float_lanes);
 }
 
-at::Tensor nchw(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+// NCHW calls that the channels-last kernels run faster, copies in and out included (measured:
+// bench/NOTES.md v8): narrow images (rows the NCHW kernels fold, most of a vector's pixel
+// lanes idle otherwise) of depthwise layers, for every op, and of every layer's weight
+// gradient (no lane sums). `g` is the correlation's forward form (the input gradient's phases).
+bool faster_as_channels_last(const IsaKernels* k, const Geometry& g, bool weight_grad) {
+  if (!k || !channels_last_fits(g, k->float_lanes)) return false;
+  const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
+  return (depthwise || weight_grad) && folds(g, contiguous_dst_layout(g), k->float_lanes);
+}
 
-// `run` with an NCHW result: `result` itself, or a buffer copied into it (an NHWC result of the
-// NCHW kernels).
+at::Tensor nchw(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
+
+// `run` with a result in `format`: `result` itself, or a buffer copied into it.
 template <typename Run>
-void into(const at::Tensor& result, const Run& run) {
-  if (result.is_contiguous()) return run(result);
-  const at::Tensor r = at::empty(result.sizes(), result.options());
+void into(const at::Tensor& result, const Run& run,
+          at::MemoryFormat format = at::MemoryFormat::Contiguous) {
+  if (result.is_contiguous(format)) return run(result);
+  const at::Tensor r = at::empty(result.sizes(), result.options().memory_format(format));
   run(r);
   result.copy_(r);
 }
@@ -105,6 +116,10 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
   const IsaKernels* k = fast_path_for(g);
   if (takes_channels_last(k, g, input, output))
     return k->channels_last.forward(g, input, weight, bias, output);
+  if (faster_as_channels_last(k, g, false))
+    return into(output, [&](const at::Tensor& out) {
+      k->channels_last.forward(g, nhwc(input), weight, bias, out);
+    }, at::MemoryFormat::ChannelsLast);
   into(output, [&](const at::Tensor& out) {
     if (k) return k->ops.forward(g, nchw(input), weight, bias, out);
     portable::forward(g, nchw(input), weight, bias, out);
@@ -141,8 +156,13 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   const IsaKernels* k = fast_path_for(g);
   if (k && !all_finite(weight)) k = nullptr;  // contiguous, as every weight is
   // Its correlations' geometry: grad_output's channels in, the input's out.
-  if (k && takes_channels_last(k, input_grad_phases(g).front().g, grad_output, grad_input))
+  const Geometry phase = input_grad_phases(g).front().g;
+  if (takes_channels_last(k, phase, grad_output, grad_input))
     return k->channels_last.input_grad(g, grad_output, weight, grad_input);
+  if (faster_as_channels_last(k, phase, false))
+    return into(grad_input, [&](const at::Tensor& out) {
+      k->channels_last.input_grad(g, nhwc(grad_output), weight, out);
+    }, at::MemoryFormat::ChannelsLast);
   into(grad_input, [&](const at::Tensor& out) {
     if (k) return k->ops.input_grad(g, nchw(grad_output), weight, out);
     portable::input_grad(g, nchw(grad_output), weight, out);
@@ -153,8 +173,8 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
                  const at::Tensor& grad_weight) {
   const IsaKernels* k = fast_path_for(g);
   into(grad_weight, [&](const at::Tensor& out) {
-    if (takes_channels_last(k, g, input, grad_output))
-      return k->channels_last.weight_grad(g, input, grad_output, out);
+    if (takes_channels_last(k, g, input, grad_output) || faster_as_channels_last(k, g, true))
+      return k->channels_last.weight_grad(g, nhwc(input), nhwc(grad_output), out);
     if (k) return k->ops.weight_grad(g, nchw(input), nchw(grad_output), out);
     portable::weight_grad(g, nchw(input), nchw(grad_output), out);
   });

@@ -785,12 +785,14 @@ void correlate_channels_last(const Geometry& g, const WeightLayout& wl, const Ds
 // NHWC), so no lane is summed across. A tile is CV vectors of a group's output channels x K
 // src channels from i0, at one tap (depthwise: the same channels, one tap); its accumulators
 // stay in registers over the rows [r0, r1) of the batch (r = n * H_out + y), loaded from and
-// stored to `acc` ((k * CV + v) * lanes). Taps in the padding add nothing and are skipped.
+// stored to `acc` ((k * CV + v) * lanes). A tap in the padding reads `zeros` (and is still
+// multiplied: F.conv2d's inf or NaN in grad_output times a padding zero is NaN).
 template <typename V, typename T, int CV, int K, bool DEPTHWISE>
 CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* src, const T* gy,
-                                                  int64_t r0, int64_t r1, int64_t kh, int64_t kw,
-                                                  int64_t c_src, int64_t c_gy,
-                                                  typename V::scalar* acc_buf, int valid) {
+                                                  const T* zeros, int64_t r0, int64_t r1,
+                                                  int64_t kh, int64_t kw, int64_t c_src,
+                                                  int64_t c_gy, typename V::scalar* acc_buf,
+                                                  int valid) {
   using S = typename V::scalar;
   using R = typename V::reg;
   constexpr int L = V::lanes;
@@ -814,30 +816,44 @@ CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* sr
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / H, y = r % H;
     const int64_t row = y * rows.stride + kh * rows.dilation - rows.padding;
-    if (row < 0 || row >= rows.input) continue;
     const T* gy_row = gy + r * W * C_gy + c_gy;
-    const T* src_row = src + ((n * rows.input + row) * cols.input + shift) * C_src + c_src;
-    for (int64_t x = x0; x < x1; ++x) {
-      const T* gp = gy_row + x * C_gy;
-      const T* sp = src_row + x * cols.stride * C_src;
-      R gv[CV];
-      CORR2D_UNROLL
-      for (int v = 0; v < CV; ++v)
-        gv[v] = v == CV - 1 && partial ? load_first_from<V>(gp + v * L, valid)
-                                       : V::template load_from<T>(gp + v * L);
-      if constexpr (DEPTHWISE) {
+    // The row's dst columns in three runs: the left padding, the image, the right padding
+    // (all padding where the tap's row is).
+    struct Run {
+      int64_t begin, end;
+      const T* src;  // at the run's first column
+      int64_t step;
+    } runs[3] = {{0, x0, zeros, 0}, {x0, x1, nullptr, cols.stride * C_src}, {x1, W, zeros, 0}};
+    if (row < 0 || row >= rows.input) {
+      runs[0].end = W;
+      runs[1].begin = runs[1].end = runs[2].begin = W;
+    } else {
+      runs[1].src = src + ((n * rows.input + row) * cols.input + shift + x0 * cols.stride) * C_src +
+                    c_src;
+    }
+    for (const Run& run : runs) {
+      for (int64_t x = run.begin; x < run.end; ++x) {
+        const T* gp = gy_row + x * C_gy;
+        const T* sp = run.src + (x - run.begin) * run.step;
+        R gv[CV];
         CORR2D_UNROLL
-        for (int v = 0; v < CV; ++v) {
-          const R xv = v == CV - 1 && partial ? load_first_from<V>(sp + v * L, valid)
-                                              : V::template load_from<T>(sp + v * L);
-          acc[v][0] = V::fma(gv[v], xv, acc[v][0]);
-        }
-      } else {
-        CORR2D_UNROLL
-        for (int k = 0; k < K; ++k) {
-          const R b = V::set1(static_cast<S>(sp[k]));
+        for (int v = 0; v < CV; ++v)
+          gv[v] = v == CV - 1 && partial ? load_first_from<V>(gp + v * L, valid)
+                                         : V::template load_from<T>(gp + v * L);
+        if constexpr (DEPTHWISE) {
           CORR2D_UNROLL
-          for (int v = 0; v < CV; ++v) acc[v][k] = V::fma(gv[v], b, acc[v][k]);
+          for (int v = 0; v < CV; ++v) {
+            const R xv = v == CV - 1 && partial ? load_first_from<V>(sp + v * L, valid)
+                                                : V::template load_from<T>(sp + v * L);
+            acc[v][0] = V::fma(gv[v], xv, acc[v][0]);
+          }
+        } else {
+          CORR2D_UNROLL
+          for (int k = 0; k < K; ++k) {
+            const R b = V::set1(static_cast<S>(sp[k]));
+            CORR2D_UNROLL
+            for (int v = 0; v < CV; ++v) acc[v][k] = V::fma(gv[v], b, acc[v][k]);
+          }
         }
       }
     }
@@ -897,6 +913,7 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
   // Row chunks of a few hundred pixels: a chunk's grad_output and src stay in L2 while each of
   // a task's units runs over it.
   const int64_t total_rows = g.batch * g.rows.output;
+  const std::vector<T> zeros(std::max<int64_t>(8, 4 * L), T(0));  // a padding pixel's src
   const int64_t chunk_rows = std::max<int64_t>(1, 512 / std::max<int64_t>(1, g.cols.output));
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -917,20 +934,20 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
 #define CORR2D_CL_WG(CV)                                                                      \
   case CV:                                                                                    \
     if (plan.depthwise)                                                                       \
-      channels_last_weight_grad_tile<V, T, CV, 1, true>(g, input, grad_output, r0, r1, kh, kw, \
-                                                        c_src, c_gy, a, valid);               \
+      channels_last_weight_grad_tile<V, T, CV, 1, true>(g, input, grad_output, zeros.data(), r0,  \
+                                                        r1, kh, kw, c_src, c_gy, a, valid);   \
     else if (un.k == 1)                                                                       \
-      channels_last_weight_grad_tile<V, T, CV, 1, false>(g, input, grad_output, r0, r1, kh,   \
-                                                         kw, c_src, c_gy, a, valid);          \
+      channels_last_weight_grad_tile<V, T, CV, 1, false>(g, input, grad_output, zeros.data(), \
+                                                         r0, r1, kh, kw, c_src, c_gy, a, valid); \
     else if (un.k == 2)                                                                       \
-      channels_last_weight_grad_tile<V, T, CV, 2, false>(g, input, grad_output, r0, r1, kh,   \
-                                                         kw, c_src, c_gy, a, valid);          \
+      channels_last_weight_grad_tile<V, T, CV, 2, false>(g, input, grad_output, zeros.data(), \
+                                                         r0, r1, kh, kw, c_src, c_gy, a, valid); \
     else if (un.k == 4 && channels_last_weight_grad_k<V>(CV) != 4)                            \
-      channels_last_weight_grad_tile<V, T, CV, 4, false>(g, input, grad_output, r0, r1, kh,   \
-                                                         kw, c_src, c_gy, a, valid);          \
+      channels_last_weight_grad_tile<V, T, CV, 4, false>(g, input, grad_output, zeros.data(), \
+                                                         r0, r1, kh, kw, c_src, c_gy, a, valid); \
     else                                                                                      \
       channels_last_weight_grad_tile<V, T, CV, channels_last_weight_grad_k<V>(CV), false>(    \
-          g, input, grad_output, r0, r1, kh, kw, c_src, c_gy, a, valid);                      \
+          g, input, grad_output, zeros.data(), r0, r1, kh, kw, c_src, c_gy, a, valid);        \
     break;
           switch (nv) {
             CORR2D_CL_WG(4)
