@@ -892,15 +892,16 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
     const int64_t nv = std::min(plan.block_vectors,
                                 plan.vectors - (b % plan.group_blocks) * plan.block_vectors);
     const int kmax = plan.depthwise ? 1 : channels_last_weight_grad_k<V>(static_cast<int>(nv));
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t i0 = 0; i0 < cin;) {
-        // The widest tile the src channels left fill: kmax, else 4, 2 or 1 (the tiles built).
-        int k = kmax;
-        for (const int narrower : {4, 2, 1})
-          if (i0 + k > cin) k = std::min(k, narrower);
-        units.push_back({b, t, i0, k});
-        i0 += k;
-      }
+    // By src channels, then taps: an output channel's weights (src channel, tap) are then in
+    // OIHW order across consecutive units.
+    for (int64_t i0 = 0; i0 < cin;) {
+      // The widest tile the src channels left fill: kmax, else 4, 2 or 1 (the tiles built).
+      int k = kmax;
+      for (const int narrower : {4, 2, 1})
+        if (i0 + k > cin) k = std::min(k, narrower);
+      for (int64_t t = 0; t < taps; ++t) units.push_back({b, t, i0, k});
+      i0 += k;
+    }
   }
   // Tasks own consecutive units, two per thread (a weight's whole sum lies in one task, in row
   // order, so the cut changes no result), and more where their accumulators (held across the
@@ -958,21 +959,28 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
 #undef CORR2D_CL_WG
         }
       }
-      // The sums, into the OIHW grad_weight (valid lanes only).
-      for (int64_t u = u0; u < u1; ++u) {
-        const Unit& un = units[u];
-        const int64_t grp = un.block / plan.group_blocks;
-        const int64_t v0 = (un.block % plan.group_blocks) * plan.block_vectors;
+      // The sums, into the OIHW grad_weight (valid lanes only), output channel by output
+      // channel over each block's consecutive units: in memory order (a unit's lanes are output
+      // channels, a whole plane of the weight apart; stored unit by unit, every store of a
+      // large weight missed the cache and the TLB).
+      for (int64_t ub = u0; ub < u1;) {
+        const int64_t block = units[ub].block;
+        int64_t ue = ub;
+        while (ue < u1 && units[ue].block == block) ++ue;
+        const int64_t grp = block / plan.group_blocks;
+        const int64_t v0 = (block % plan.group_blocks) * plan.block_vectors;
         const int64_t nv = std::min(plan.block_vectors, plan.vectors - v0);
-        const S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
-        for (int k = 0; k < un.k; ++k)
-          for (int64_t j = 0; j < nv * L; ++j) {
-            const int64_t o = v0 * L + j;
-            if (o >= channels) break;
-            const int64_t w_at = plan.depthwise ? o * taps + un.tap
-                                                : ((grp * cout + o) * cin + un.i0 + k) * taps + un.tap;
-            grad_weight[w_at] = static_cast<T>(a[(k * nv) * L + j]);
+        for (int64_t j = 0; j < nv * L && v0 * L + j < channels; ++j) {
+          const int64_t o = v0 * L + j;
+          T* w_o = grad_weight + (plan.depthwise ? o : grp * cout + o) * cin * taps;
+          for (int64_t u = ub; u < ue; ++u) {
+            const Unit& un = units[u];
+            const S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
+            for (int k = 0; k < un.k; ++k)
+              w_o[(un.i0 + k) * taps + un.tap] = static_cast<T>(a[k * nv * L + j]);
           }
+        }
+        ub = ue;
       }
     }
   });
