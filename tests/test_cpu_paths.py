@@ -56,6 +56,8 @@ GEOMETRIES = [
     (2, 5, 13, 10, 9, 3, 3, 2, 1, 1, 1),
     (2, 7, 24, 8, 8, 3, 3, 1, 1, 1, 1),
     (2, 3, 16, 23, 21, 7, 7, 2, 3, 1, 1),
+    # ... and a channel-rich one, whose src channels run in passes of float partial sums:
+    (1, 256, 24, 5, 5, 3, 3, 1, 1, 1, 1),
 ]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 

@@ -580,7 +580,10 @@ void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, c
 // src[t * P + p] points at the src pixel that tap t of pixel p reads (at the tile's first src
 // channel), or at zeros; out[p] at pixel p's first dst channel of the tile. Weights packed as
 // [tap][src channel][CV * lanes] (depthwise: one src channel, its own). The last vector
-// keeps `valid` lanes (a group's last channels); the others all of theirs.
+// keeps `valid` lanes (a group's last channels); the others all of theirs. A channel-rich
+// layer runs its src channels in passes [i0, i1) (ChannelsLastPass): the first starts from the
+// bias, the others from `sums` (the float partial sums, pixel p at p * CV * lanes), and all
+// but the last leave theirs there.
 
 // Pixels per channels-last tile of `cv` channel vectors: its accumulators, the cv weights and
 // one broadcast in the registers, at most 8.
@@ -590,11 +593,18 @@ constexpr int channels_last_pixels(int cv) {
 }
 template <typename V>
 constexpr int channels_last_max_vectors() { return V::registers >= 32 ? 4 : 3; }
+// Src channels per pass of a channels-last tile: its weights within 64 KiB.
+template <typename V>
+constexpr int64_t channels_last_pass(int64_t taps, int cv) {
+  return std::max<int64_t>(
+      8, (64 * 1024) / (taps * cv * V::lanes * static_cast<int64_t>(sizeof(typename V::scalar))));
+}
 
 template <typename V, typename T, int P, int CV, bool DEPTHWISE>
 CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t cin,
-                                      const typename V::scalar* w,
-                                      const typename V::scalar* bias, T* const* out, int valid) {
+                                      int64_t i0, int64_t i1, const typename V::scalar* w,
+                                      const typename V::scalar* bias, T* const* out, int valid,
+                                      typename V::scalar* sums) {
   using S = typename V::scalar;
   using R = typename V::reg;
   constexpr int L = V::lanes;
@@ -603,7 +613,7 @@ CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t
   for (int v = 0; v < CV; ++v) {
     const R b = V::load(bias + v * L);
     CORR2D_UNROLL
-    for (int p = 0; p < P; ++p) acc[p][v] = b;
+    for (int p = 0; p < P; ++p) acc[p][v] = i0 == 0 ? b : V::load(sums + (p * CV + v) * L);
   }
   const bool partial = valid < L;
   for (int64_t t = 0; t < taps; ++t) {
@@ -625,7 +635,7 @@ CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t
         }
       }
     } else {
-      for (int64_t i = 0; i < cin; ++i) {
+      for (int64_t i = i0; i < i1; ++i) {
         R wv[CV];
         CORR2D_UNROLL
         for (int v = 0; v < CV; ++v) wv[v] = V::load(wt + i * CV * L + v * L);
@@ -637,6 +647,14 @@ CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t
         }
       }
     }
+  }
+  if (i1 < cin) {
+    CORR2D_UNROLL
+    for (int p = 0; p < P; ++p) {
+      CORR2D_UNROLL
+      for (int v = 0; v < CV; ++v) V::store(sums + (p * CV + v) * L, acc[p][v]);
+    }
+    return;
   }
   CORR2D_UNROLL
   for (int p = 0; p < P; ++p) {
@@ -668,25 +686,36 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
   const int64_t C = g.in_channels, W = g.cols.output;
   std::vector<const T*> reads(taps * P);
   T* out[P];
-  for (int64_t q0 = p0; q0 < p1; q0 += P) {
-    int64_t iy[P], ix[P];
-    for (int p = 0; p < P; ++p) {
-      const int64_t q = std::min(q0 + p, p1 - 1);
-      const int64_t y = q / W, x = q % W;
-      iy[p] = y * rows.stride - rows.padding;
-      ix[p] = x * cols.stride - cols.padding;
-      out[p] = q0 + p < p1 ? dst_n + y * dl.row + x * dl.col + c_dst : sink;
-    }
-    for (int64_t kh = 0; kh < rows.kernel; ++kh)
-      for (int64_t kw = 0; kw < cols.kernel; ++kw) {
-        const T** a = reads.data() + (kh * cols.kernel + kw) * P;
-        for (int p = 0; p < P; ++p) {
-          const int64_t r = iy[p] + kh * rows.dilation, c = ix[p] + kw * cols.dilation;
-          const bool inside = r >= 0 && r < rows.input && c >= 0 && c < cols.input;
-          a[p] = (inside ? src_n + (r * cols.input + c) * C : zeros) + c_src;
-        }
+  // Src channels in passes whose weights (taps x channels x CV vectors) stay in L1 and L2
+  // while every tile of the chunk reads them: a 512->512 3x3 layer's 1.2 MiB of a block's
+  // weights, streamed from L2 by each tile of 6 pixels, bounded its forward on 7x7 images.
+  using S = typename V::scalar;
+  const int64_t pass = DEPTHWISE ? cin : channels_last_pass<V>(taps, CV);
+  std::vector<S> sums(pass < cin ? round_up(p1 - p0, P) * CV * V::lanes : 0);
+  for (int64_t i0 = 0; i0 < cin; i0 += pass) {
+    const int64_t i1 = std::min(cin, i0 + pass);
+    for (int64_t q0 = p0; q0 < p1; q0 += P) {
+      int64_t iy[P], ix[P];
+      for (int p = 0; p < P; ++p) {
+        const int64_t q = std::min(q0 + p, p1 - 1);
+        const int64_t y = q / W, x = q % W;
+        iy[p] = y * rows.stride - rows.padding;
+        ix[p] = x * cols.stride - cols.padding;
+        out[p] = q0 + p < p1 ? dst_n + y * dl.row + x * dl.col + c_dst : sink;
       }
-    channels_last_tile<V, T, P, CV, DEPTHWISE>(reads.data(), taps, cin, w, bias, out, valid);
+      for (int64_t kh = 0; kh < rows.kernel; ++kh)
+        for (int64_t kw = 0; kw < cols.kernel; ++kw) {
+          const T** a = reads.data() + (kh * cols.kernel + kw) * P;
+          for (int p = 0; p < P; ++p) {
+            const int64_t r = iy[p] + kh * rows.dilation, c = ix[p] + kw * cols.dilation;
+            const bool inside = r >= 0 && r < rows.input && c >= 0 && c < cols.input;
+            a[p] = (inside ? src_n + (r * cols.input + c) * C : zeros) + c_src;
+          }
+        }
+      S* at_sums = sums.empty() ? nullptr : sums.data() + (q0 - p0) * CV * V::lanes;
+      channels_last_tile<V, T, P, CV, DEPTHWISE>(reads.data(), taps, cin, i0, i1, w, bias, out,
+                                                 valid, at_sums);
+    }
   }
 }
 
@@ -713,18 +742,23 @@ void correlate_channels_last(const Geometry& g, const WeightLayout& wl, const Ds
       const int64_t grp = u / plan.group_blocks, blk = u % plan.group_blocks;
       const int64_t v0 = blk * plan.block_vectors;
       const int64_t nv = std::min(plan.block_vectors, plan.vectors - v0);
-      S* to = packed.get() + grp * per_group + v0 * L * taps * cin;
-      for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
-        for (int64_t kw = 0; kw < g.cols.kernel; ++kw)
-          for (int64_t i = 0; i < cin; ++i)
+      S* block = packed.get() + grp * per_group + v0 * L * taps * cin;
+      // Src channel by src channel: the block's weights of one src channel (every dst channel
+      // and tap) lie in a few cache lines, read once; tap by tap, a large weight's lines
+      // were read from L2 once per tap.
+      for (int64_t i = 0; i < cin; ++i)
+        for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+          for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
+            S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * nv * L;
             for (int64_t j = 0; j < nv * L; ++j) {
               const int64_t d = v0 * L + j;  // dst channel in the group (depthwise: channel)
               const bool real = plan.depthwise ? d < g.out_channels : d < cout;
               const int64_t e = plan.depthwise ? d * wl.group
                                                : grp * wl.group + d * wl.dst + i * wl.src;
-              *to++ = real ? static_cast<S>(w[e + kh * wl.tap_row + kw * wl.tap_col + wl.offset])
+              to[j] = real ? static_cast<S>(w[e + kh * wl.tap_row + kw * wl.tap_col + wl.offset])
                            : S(0);
             }
+          }
     }
   });
   if (bias)
