@@ -229,3 +229,32 @@ def test_the_hook_names_the_choices_when_given_an_unknown_one():
     with pytest.raises(RuntimeError, match=r"unknown CPU kernel set 'sse9'; expected one of .*portable"):
         _C.set_cpu_isa("sse9")
     assert _C.cpu_isa() == NATIVE_CPU_ISA
+
+
+SCRATCH_CHILD = r"""
+import resource, sys, torch, corr2d_ext
+torch.manual_seed(0)
+cl = torch.channels_last
+x = torch.randn(1, 2048, 7, 7).contiguous(memory_format=cl)
+w = torch.randn(2048, 2048, 3, 3)  # 151 MB: past any bound on packed weights
+gy = torch.randn(1, 2048, 7, 7).contiguous(memory_format=cl)
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+corr2d_ext.conv2d(x[:, :, :1, :1], w[:, :, :1, :1])  # load the kernels, start the threads
+before = peak()
+y = corr2d_ext.conv2d(x, w, padding=1)
+gx = torch.ops.corr2d_ext.corr2d_input_grad(gy, w, [7, 7], [1, 1], [1, 1], [1, 1], 1)
+print((peak() - before) / 2**20, y.is_contiguous(memory_format=cl), gx.is_contiguous(memory_format=cl))
+"""
+
+
+def test_a_huge_weight_in_channels_last_keeps_the_scratch_bound():
+    # The channels-last forward packs its weights once per call: a 151 MB weight would double
+    # itself, so past 16 MiB (as the NCHW kernels bound theirs) the NCHW kernels take the call,
+    # packing per task. Measured in a fresh process, whose peak resident size nothing else moved.
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", SCRATCH_CHILD], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    grown, y_cl, gx_cl = float(out[0]), out[1] == "True", out[2] == "True"
+    assert y_cl and gx_cl
+    assert grown <= 64, f"the two calls raised peak RSS by {grown:.0f} MiB"

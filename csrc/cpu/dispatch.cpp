@@ -79,23 +79,34 @@ const IsaKernels* fast_path_for(const Geometry& g) {
 // (corr2d_ops.h): NCHW, or NHWC where the result is channels_last (the weight always OIHW). A
 // tensor with one channel or 1x1 images is both, and reads the same either way.
 //
-// Whether a call takes the channels-last kernels: its src and dst NHWC (not both NCHW) and a
-// geometry they suit.
+// Whether the channels-last kernels suit a correlation (`g`: its forward form, the input
+// gradient's phases), `packed_taps` the taps per weight they pack once per call (the forward's
+// and input gradient's, within a bound; 0 for the weight gradient, which packs nothing).
+bool suits_channels_last(const IsaKernels* k, const Geometry& g, const at::Tensor& src,
+                         int64_t packed_taps) {
+  const int64_t elem = src.scalar_type() == at::kDouble ? 8 : 4;  // the kernels' scalar
+  return k && channels_last_fits(g, k->float_lanes) &&
+         (packed_taps == 0 ||
+          channels_last_packs_within_bound(g, packed_taps, k->float_lanes, elem));
+}
+
+// Whether a call takes them as it is: its src and dst NHWC (not both NCHW).
 bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tensor& src,
-                         const at::Tensor& dst) {
+                         const at::Tensor& dst, int64_t packed_taps) {
   const auto cl = at::MemoryFormat::ChannelsLast;
-  return k && !(src.is_contiguous() && dst.is_contiguous()) && src.is_contiguous(cl) &&
-         dst.is_contiguous(cl) && channels_last_fits(g, k->float_lanes);
+  return !(src.is_contiguous() && dst.is_contiguous()) && src.is_contiguous(cl) &&
+         dst.is_contiguous(cl) && suits_channels_last(k, g, src, packed_taps);
 }
 
 // NCHW calls that the channels-last kernels run faster, copies in and out included (measured:
 // bench/NOTES.md v8): narrow images (rows the NCHW kernels fold, most of a vector's pixel
 // lanes idle otherwise) of depthwise layers, for every op, and of every layer's weight
-// gradient (no lane sums). `g` is the correlation's forward form (the input gradient's phases).
-bool faster_as_channels_last(const IsaKernels* k, const Geometry& g, bool weight_grad) {
-  if (!k || !channels_last_fits(g, k->float_lanes)) return false;
+// gradient (no lane sums).
+bool faster_as_channels_last(const IsaKernels* k, const Geometry& g, const at::Tensor& src,
+                             int64_t packed_taps) {
+  if (!suits_channels_last(k, g, src, packed_taps)) return false;
   const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
-  return (depthwise || weight_grad) && folds(g, contiguous_dst_layout(g), k->float_lanes);
+  return (depthwise || packed_taps == 0) && folds(g, contiguous_dst_layout(g), k->float_lanes);
 }
 
 at::Tensor nchw(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
@@ -114,9 +125,10 @@ void into(const at::Tensor& result, const Run& run,
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const IsaKernels* k = fast_path_for(g);
-  if (takes_channels_last(k, g, input, output))
+  const int64_t taps = g.kernel_area();
+  if (takes_channels_last(k, g, input, output, taps))
     return k->channels_last.forward(g, input, weight, bias, output);
-  if (faster_as_channels_last(k, g, false))
+  if (faster_as_channels_last(k, g, input, taps))
     return into(output, [&](const at::Tensor& out) {
       k->channels_last.forward(g, nhwc(input), weight, bias, out);
     }, at::MemoryFormat::ChannelsLast);
@@ -155,11 +167,13 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   // make NaN (inf * 0) that F.conv2d's input gradient does not have.
   const IsaKernels* k = fast_path_for(g);
   if (k && !all_finite(weight)) k = nullptr;  // contiguous, as every weight is
-  // Its correlations' geometry: grad_output's channels in, the input's out.
+  // Its correlations' geometry: grad_output's channels in, the input's out; a phase packs at
+  // most every tap.
   const Geometry phase = input_grad_phases(g).front().g;
-  if (takes_channels_last(k, phase, grad_output, grad_input))
+  const int64_t taps = g.kernel_area();
+  if (takes_channels_last(k, phase, grad_output, grad_input, taps))
     return k->channels_last.input_grad(g, grad_output, weight, grad_input);
-  if (faster_as_channels_last(k, phase, false))
+  if (faster_as_channels_last(k, phase, grad_output, taps))
     return into(grad_input, [&](const at::Tensor& out) {
       k->channels_last.input_grad(g, nhwc(grad_output), weight, out);
     }, at::MemoryFormat::ChannelsLast);
@@ -173,7 +187,8 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
                  const at::Tensor& grad_weight) {
   const IsaKernels* k = fast_path_for(g);
   into(grad_weight, [&](const at::Tensor& out) {
-    if (takes_channels_last(k, g, input, grad_output) || faster_as_channels_last(k, g, true))
+    if (takes_channels_last(k, g, input, grad_output, 0) ||
+        faster_as_channels_last(k, g, input, 0))
       return k->channels_last.weight_grad(g, nhwc(input), nhwc(grad_output), out);
     if (k) return k->ops.weight_grad(g, nchw(input), nchw(grad_output), out);
     portable::weight_grad(g, nchw(input), nchw(grad_output), out);

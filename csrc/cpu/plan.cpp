@@ -369,6 +369,14 @@ bool channels_last_fits(const Geometry& g, int lanes) {
   return 4 * cout >= 3 * round_up(cout, lanes);
 }
 
+bool channels_last_packs_within_bound(const Geometry& g, int64_t taps, int lanes,
+                                      int64_t elem_bytes) {
+  const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
+  const int64_t padded = depthwise ? round_up(g.out_channels, lanes)
+                                   : g.groups * round_up(g.out_channels_per_group(), lanes);
+  return padded * g.in_channels_per_group() * taps * elem_bytes <= kPackedWeightBytes;
+}
+
 ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors) {
   depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
   vectors = div_up(depthwise ? g.out_channels : g.out_channels_per_group(), lanes);

@@ -237,6 +237,12 @@ struct WeightGradPlan {
 // in the padding. No lane idles on a narrow image; only a group's last channel vector may
 // have idle lanes, so this layout is taken where that wastes little (channels_last_fits).
 bool channels_last_fits(const Geometry& g, int lanes);
+// Whether the channels-last forward's weights, `taps` a channel pair, packed once per call
+// (every group's channels padded to whole vectors), stay within the scratch bound the NCHW
+// kernels keep; beyond it the NCHW kernels, which then pack per task, take the call (the
+// forward and the input gradient).
+bool channels_last_packs_within_bound(const Geometry& g, int64_t taps, int lanes,
+                                      int64_t elem_bytes);
 
 struct ChannelsLastPlan {
   bool depthwise;
