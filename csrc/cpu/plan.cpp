@@ -62,78 +62,9 @@ int64_t rows_per_task(const Geometry& g, int lanes, bool folded, int64_t min_slo
 
 }  // namespace
 
-WeightLayout forward_weight_layout(const Geometry& g) {
-  const int64_t ka = g.kernel_area();
-  const int64_t cin = g.in_channels_per_group();
-  return {g.out_channels_per_group() * cin * ka, cin * ka, ka, g.cols.kernel, 1, 0};
-}
-
-DstLayout contiguous_dst_layout(const Geometry& g) {
-  return {g.out_channels * g.output_plane(), g.output_plane(), g.cols.output, 1, 0};
-}
-
 DstLayout channels_last(const DstLayout& nchw, int64_t channels) {
   // Pixel offsets within a plane, scaled by the channels; a channel is one element on.
   return {nchw.image, 1, nchw.row * channels, nchw.col * channels, nchw.offset * channels};
-}
-
-namespace {
-
-// One axis of one input-gradient phase: the input indices i0, i0 + s, ... and the taps k
-// with (i0 + padding - k * dilation) divisible by the stride s. Those taps are k0, k0 + step,
-// ... (step = s / gcd(s, d)); tap k0 + t * step meets grad_output index m + (i0 + padding - k0
-// * d) / s - t * (d / gcd(s, d)), so reading the taps in reverse order makes a correlation with
-// dilation d / gcd(s, d) and padding (taps - 1) * that - (i0 + padding - k0 * d) / s.
-struct PhaseAxis {
-  Axis axis;          // forward form: grad_output length in, phase length out, stride 1
-  int64_t first_tap;  // the original tap of the sub-kernel's last tap (k0)
-  int64_t tap_step;   // original taps between two of the sub-kernel's
-  int64_t taps;       // 0: no tap reaches this phase
-};
-
-int64_t gcd(int64_t a, int64_t b) { return b == 0 ? a : gcd(b, a % b); }
-
-PhaseAxis phase_axis(const Axis& a, int64_t i0) {
-  const int64_t outputs = div_up(a.input - i0, a.stride);  // phase length
-  int64_t k0 = -1, taps = 0;
-  for (int64_t k = 0; k < a.kernel; ++k)
-    if ((i0 + a.padding - k * a.dilation) % a.stride == 0) {
-      if (k0 < 0) k0 = k;
-      ++taps;
-    }
-  const int64_t g = gcd(a.stride, a.dilation);
-  const int64_t step = a.stride / g, dilation = a.dilation / g;
-  if (taps == 0) return {Axis{a.output, outputs, 1, 1, 0, 1}, 0, step, 0};
-  const int64_t shift = (i0 + a.padding - k0 * a.dilation) / a.stride;  // exact
-  return {Axis{a.output, outputs, taps, 1, (taps - 1) * dilation - shift, dilation}, k0, step,
-          taps};
-}
-
-}  // namespace
-
-std::vector<InputGradPhase> input_grad_phases(const Geometry& g) {
-  const int64_t ka = g.kernel_area();
-  const int64_t kw = g.cols.kernel;
-  const int64_t cin = g.in_channels_per_group();
-  const int64_t in_plane = g.input_plane();
-  std::vector<InputGradPhase> phases;
-  for (int64_t r0 = 0; r0 < std::min(g.rows.stride, g.rows.input); ++r0)
-    for (int64_t c0 = 0; c0 < std::min(g.cols.stride, g.cols.input); ++c0) {
-      const PhaseAxis rows = phase_axis(g.rows, r0), cols = phase_axis(g.cols, c0);
-      InputGradPhase p;
-      p.g = Geometry{g.batch, g.out_channels, g.in_channels, g.groups, rows.axis, cols.axis};
-      p.taps = rows.taps > 0 && cols.taps > 0;
-      // Sub-kernel tap (jh, jw) is original tap (k0h + (Th - 1 - jh) * step_h, same for w):
-      // read backwards, from the last.
-      const int64_t last_h = rows.first_tap + (rows.taps - 1) * rows.tap_step;
-      const int64_t last_w = cols.first_tap + (cols.taps - 1) * cols.tap_step;
-      p.wl = WeightLayout{g.out_channels_per_group() * cin * ka, ka, cin * ka,
-                          -rows.tap_step * kw, -cols.tap_step, last_h * kw + last_w};
-      p.dst = DstLayout{g.in_channels * in_plane, in_plane, g.rows.stride * g.cols.input,
-                        g.cols.stride, r0 * g.cols.input + c0};
-      phases.push_back(p);
-    }
-  return phases;
 }
 
 bool folds(const Geometry& g, const DstLayout&, int lanes) {

@@ -8,54 +8,26 @@
 // correlated with a weight into dst (N, C_dst, H_out, W_out). The forward op is its own
 // Geometry; the input gradient is, stride phase by stride phase, the correlation of
 // grad_output with a sub-kernel of the weight flipped and transposed, a Geometry whose
-// padding may be negative (cropping), built by input_grad_phases() below.
+// padding may be negative (cropping), built by input_grad_phases() (../forward_form.h).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "../corr2d.h"
+#include "../forward_form.h"
 
 namespace corr2d_ext {
 namespace cpu {
 
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// Where element (dst channel d, src channel s of d's group, tap (kh, kw)) of the forward-form
-// weight lives in the weight tensor: group(d) * group + (d mod C_dst/groups) * dst + s * src
-// + kh * tap_row + kw * tap_col + offset. The forward op reads OIHW as it is; the input
-// gradient reads it flipped (negative tap strides) and transposed (dst and src swapped)
-// without a copy of the weight.
-struct WeightLayout {
-  int64_t group, dst, src, tap_row, tap_col, offset;
-};
-WeightLayout forward_weight_layout(const Geometry& g);
+// The forward-form layouts and the input gradient's stride phases (WeightLayout, DstLayout,
+// input_grad_phases) are shared with the CUDA launcher: ../forward_form.h.
 
-// Where dst element (image n, channel d, row y, column x) of a forward-form correlation is
-// written: n * image + d * channel + y * row + x * col + offset. A plain correlation writes a
-// contiguous NCHW tensor; a phase of the input gradient writes every stride-th pixel of one.
-struct DstLayout {
-  int64_t image, channel, row, col, offset;
-};
-DstLayout contiguous_dst_layout(const Geometry& g);
-// The same pixels of an NHWC dst of `channels` channels (each pixel's channels contiguous).
+// The same pixels as `nchw` in an NHWC dst of `channels` channels (each pixel's channels
+// contiguous).
 DstLayout channels_last(const DstLayout& nchw, int64_t channels);
-
-// The input gradient, as forward-form correlations of grad_output (the src) into grad_input
-// (the dst), one per stride phase (as oneDNN's strided backward-data does): the input pixels
-// (i0 + stride * m) of one residue i0 per axis receive grad_output through the taps k with
-// i0 + padding - k * dilation divisible by the stride only, an arithmetic progression of taps,
-// so each phase is a stride-1 correlation with a sub-kernel of about kernel / stride taps and
-// no multiplication by inserted zeros. At stride 1 there is one phase, the whole flipped
-// kernel. A phase with no taps at all (a 1x1 kernel at stride 2, say) receives nothing: its
-// pixels are zero, and `taps` says so.
-struct InputGradPhase {
-  Geometry g;       // stride 1, padding possibly negative (cropping)
-  WeightLayout wl;  // the sub-kernel, flipped and transposed, read in place
-  DstLayout dst;    // every stride-th pixel of grad_input, from the phase's first
-  bool taps;        // false: no tap reaches these pixels
-};
-std::vector<InputGradPhase> input_grad_phases(const Geometry& g);
 
 // The staged rows of one task, in one of two layouts.
 //

@@ -1246,6 +1246,18 @@ struct Instantiation {
     }
   }
 
+  // The input gradient's stride phases (forward_form.h), each run by `correlate_phase`; the
+  // pixels of a phase no tap reaches are zeroed first. Both memory formats go through here.
+  template <typename F>
+  static void for_each_phase(const Geometry& g, const at::Tensor& grad_input,
+                             const F& correlate_phase) {
+    const auto phases = input_grad_phases(g);
+    if (std::any_of(phases.begin(), phases.end(), [](const auto& p) { return !p.taps; }))
+      grad_input.zero_();
+    for (const InputGradPhase& p : phases)
+      if (p.taps) correlate_phase(p);
+  }
+
   static void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
                       const std::optional<at::Tensor>& bias, const at::Tensor& output) {
     by_dtype(input.scalar_type(), [&](auto v, auto t) {
@@ -1260,16 +1272,13 @@ struct Instantiation {
 
   static void input_grad(const Geometry& g, const at::Tensor& grad_output,
                          const at::Tensor& weight, const at::Tensor& grad_input) {
-    const auto phases = input_grad_phases(g);
-    if (std::any_of(phases.begin(), phases.end(), [](const auto& p) { return !p.taps; }))
-      grad_input.zero_();
     by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
-      for (const InputGradPhase& p : phases)
-        if (p.taps)
-          correlate<V, T>(p.g, p.wl, p.dst, grad_output.const_data_ptr<T>(),
-                          weight.const_data_ptr<T>(), nullptr, grad_input.mutable_data_ptr<T>());
+      for_each_phase(g, grad_input, [&](const InputGradPhase& p) {
+        correlate<V, T>(p.g, p.wl, p.dst, grad_output.const_data_ptr<T>(),
+                        weight.const_data_ptr<T>(), nullptr, grad_input.mutable_data_ptr<T>());
+      });
     });
   }
 
@@ -1290,18 +1299,15 @@ struct Instantiation {
 
   static void input_grad_channels_last(const Geometry& g, const at::Tensor& grad_output,
                                        const at::Tensor& weight, const at::Tensor& grad_input) {
-    const auto phases = input_grad_phases(g);
-    if (std::any_of(phases.begin(), phases.end(), [](const auto& p) { return !p.taps; }))
-      grad_input.zero_();
     by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
-      for (const InputGradPhase& p : phases)
-        if (p.taps)
-          correlate_channels_last<V, T>(p.g, p.wl, channels_last(p.dst, g.in_channels),
-                                        grad_output.const_data_ptr<T>(),
-                                        weight.const_data_ptr<T>(), nullptr,
-                                        grad_input.mutable_data_ptr<T>());
+      for_each_phase(g, grad_input, [&](const InputGradPhase& p) {
+        correlate_channels_last<V, T>(p.g, p.wl, channels_last(p.dst, g.in_channels),
+                                      grad_output.const_data_ptr<T>(),
+                                      weight.const_data_ptr<T>(), nullptr,
+                                      grad_input.mutable_data_ptr<T>());
+      });
     });
   }
 
