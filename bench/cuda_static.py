@@ -341,9 +341,9 @@ def analyse(ptxas: str, sass: str) -> dict[str, KernelStats]:
     out = {}
     for mangled, short in names.items():
         instrs = code.get(mangled, [])
-        # flip_weight_kernel and sum_slices_kernel do no products: the FFMAs in their SASS are
+        # zero_unreached_kernel and sum_slices_kernel do no products: any FFMAs in their SASS are
         # the 64-bit division's reciprocal steps, not a hot loop.
-        no_fma = short.startswith(("flip_weight_kernel", "sum_slices_kernel"))
+        no_fma = short.startswith(("zero_unreached_kernel", "sum_slices_kernel"))
         out[short] = KernelStats(mangled, short, res.get(mangled, Resources()),
                                  block_threads(short), None if no_fma else hot_loop(instrs),
                                  staging_loop(instrs))
@@ -406,13 +406,16 @@ def computing_warps(g, shape, OCB) -> int:
     return total * g.batch * g.groups * shape.tiles_w
 
 
-def forward_launches(g, em, acc_size=4) -> list[Launch]:
-    """The forward kernel launch_forward picks for float (the emulator's transliteration of
-    the launcher decides: variant, tile shape, shared-memory fit), and its work."""
+def forward_launches(g, em, acc_size=4, wl=None) -> list[Launch]:
+    """The kernel correlate() picks for float on a forward-form geometry (the emulator's
+    transliteration of the launcher decides: variant, tile shape, shared-memory and 32-bit
+    fit), and its work. wl: the weight layout (the forward's unless given)."""
+    wl = wl if wl is not None else em.forward_weight_layout(g)
     OCB, PW = em.forward_variant(g)
     shape = em.tile_shape_for(g, OCB, PW)
     smem = em.tiled_shared_bytes(g, shape, OCB, PW, acc_size)
-    if not em.tiled_fits_int32(g) or smem > em.kSharedBytes:
+    if (not em.tiled_fits_int32(g) or smem > em.kSharedBytes or
+            not em.block_weights_fit_int32(g, shape, OCB, wl)):
         total = g.batch * g.out_channels * g.output_plane()
         warps = -(-total // 32)
         return [Launch("forward_direct_kernel<float>", -(-total // 256), 0,
@@ -432,29 +435,19 @@ def forward_launches(g, em, acc_size=4) -> list[Launch]:
 
 
 def input_grad_launches(g, em, acc_size=4) -> list[Launch]:
-    """launch_input_grad: at stride 1 the weight flipped, then the tiled forward on the
-    transposed geometry; otherwise (or when that does not fit) input_grad_kernel<float, 4>, one
-    thread per input pixel and 4 channels looping over the group's output channels for each
-    tap that reads the pixel (an upper bound: all of them)."""
-    if em.input_grad_workspace(g) > 0:
-        t = em.transposed_geometry(g)
-        fwd = forward_launches(t, em, acc_size)
-        if fwd[0].kernel.startswith("forward_tiled"):
-            e = em.input_grad_workspace(g)
-            flip = Launch("flip_weight_kernel<float>", -(-e // 256), 0, 0, 0, 2 * e * acc_size,
-                          0.0)
-            return [flip] + fwd
-    icb = em.kInputGradChannels
-    cin_g, cout_g, ka = g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_area()
-    c_blocks = -(-cin_g // icb)
-    threads = g.batch * g.groups * c_blocks * g.input_plane()
-    warps = -(-threads // 32)
-    warp_fma = warps * ka * cout_g * icb
-    useful = useful_fma(g)
-    # grad_output: one 128-byte line per warp per (kh, oc) from L2 (the kw neighbours hit L1)
-    l2 = warps * g.rows.kernel * cout_g * 128
-    return [Launch(f"input_grad_kernel<float, {icb}>", -(-threads // 256), 0, warp_fma, 0, l2,
-                   useful / (32 * warp_fma))]
+    """launch_input_grad: every stride phase with taps (forward_form.h's input_grad_phases)
+    through the forward kernels, reading the weight flipped and transposed in place; then, if
+    some phase has none, one zero_unreached_kernel over grad_input."""
+    out, unreached = [], False
+    for p in em.input_grad_phases(g):
+        if p.taps:
+            out += forward_launches(p.g, em, acc_size, p.wl)
+        else:
+            unreached = True
+    if unreached:
+        e = g.batch * g.in_channels * g.input_plane()
+        out.append(Launch("zero_unreached_kernel<float>", -(-e // 256), 0, 0, 0, e * 4, 0.0))
+    return out
 
 
 def weight_grad_launches(g, em, acc_size=4) -> list[Launch]:

@@ -21,8 +21,9 @@ comparison. (Under compute-sanitizer the caching is off and memcheck watches ins
 
 Which path a case takes is worked out here from the geometry with the launchers' own rules in
 csrc/cuda/corr2d_kernel.cu and corr2d_cuda.h: the forward's and the stride-1 input gradient's
-tile shape and shared-memory fit come from tools/emulate_cuda.py's transliteration of the
-launcher (so they change with it), and so does the weight gradient's plan. The run exits 2 when the chosen list no longer
+tile shape and shared-memory fit, and the input gradient's stride phases, come from
+tools/emulate_cuda.py's transliteration of the launcher (so they change with it), and so
+does the weight gradient's plan. The run exits 2 when the chosen list no longer
 covers every path, and 1, naming the case and the tensor, on any mismatch.
 """
 
@@ -45,8 +46,6 @@ import corr2d_ext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import emulate_cuda as em  # noqa: E402  (the launchers' host logic, transliterated)
-
-INPUT_GRAD_CHANNELS = 4  # kInputGradChannels
 
 
 def pair(v) -> tuple[int, int]:
@@ -85,13 +84,16 @@ def geometry(case: Case) -> "em.Geometry":
                             pair(case.padding), pair(case.dilation), case.groups)
 
 
-def tiled_path(g: "em.Geometry", dtype: torch.dtype) -> str | None:
-    """try_forward_any_tiled: "tiled OCBxPW" when the tiled kernel takes g, else None."""
+def tiled_path(g: "em.Geometry", dtype: torch.dtype, wl=None) -> str | None:
+    """correlate()'s choice: "tiled OCBxPW" when the tiled kernel takes g (with weight layout
+    wl, the forward's unless given), else None (the direct kernel)."""
+    wl = wl if wl is not None else em.forward_weight_layout(g)
     ocb, pw = em.forward_variant(g)
     shape = em.tile_shape_for(g, ocb, pw)
     acc_bytes = 8 if dtype == torch.float64 else 4
     if em.tiled_fits_int32(g) and \
-            em.tiled_shared_bytes(g, shape, ocb, pw, acc_bytes) <= em.kSharedBytes:
+            em.tiled_shared_bytes(g, shape, ocb, pw, acc_bytes) <= em.kSharedBytes and \
+            em.block_weights_fit_int32(g, shape, ocb, wl):
         return f"tiled {ocb}x{pw}"
     return None
 
@@ -102,13 +104,20 @@ def forward_path(case: Case, dtype: torch.dtype) -> str:
     return f"forward {tiled}" if tiled else "forward direct"
 
 
-def input_grad_path(case: Case, dtype: torch.dtype) -> str:
-    """launch_input_grad: at stride 1 the tiled forward on the flipped weight, else (or when
-    that does not fit) the gather kernel."""
+def input_grad_paths(case: Case, dtype: torch.dtype) -> list[str]:
+    """launch_input_grad: each stride phase (forward_form.h) through the tiled or the direct
+    forward kernel; zero_unreached_kernel for the phases no tap reaches."""
     g = geometry(case)
-    if em.input_grad_workspace(g) > 0 and tiled_path(em.transposed_geometry(g), dtype):
-        return "input grad flipped tiled"
-    return "input grad gather"
+    phases = em.input_grad_phases(g)
+    out = {"input grad one phase" if len(phases) == 1 else "input grad several phases"}
+    for p in phases:
+        if not p.taps:
+            out.add("input grad zero phase")
+        elif tiled_path(p.g, dtype, p.wl):
+            out.add("input grad phase tiled")
+        else:
+            out.add("input grad phase direct")
+    return sorted(out)
 
 
 def paths(case: Case, dtype: torch.dtype) -> list[str]:
@@ -119,22 +128,15 @@ def paths(case: Case, dtype: torch.dtype) -> list[str]:
            "weight grad slices > 1" if plan.slices > 1 else "weight grad slices = 1"]
     if plan.tap_chunks > 1:
         out.append("weight grad > 1 tap chunk")
-    out.append(input_grad_path(case, dtype))
-    if out[-1] == "input grad gather":
-        cin_g = case.weight[1]
-        if cin_g % INPUT_GRAD_CHANNELS == 0:
-            out.append("input grad gather full channel blocks")
-        elif cin_g > INPUT_GRAD_CHANNELS:
-            out.append("input grad gather full + partial channel block")
+    out += input_grad_paths(case, dtype)
     return out
 
 
 REQUIRED_PATHS = ["forward tiled 8x4", "forward tiled 1x8", "forward direct",
                   "weight grad tiled 8x3", "weight grad tiled 1x9", "weight grad per filter",
                   "weight grad slices > 1", "weight grad slices = 1", "weight grad > 1 tap chunk",
-                  "input grad flipped tiled", "input grad gather",
-                  "input grad gather full channel blocks",
-                  "input grad gather full + partial channel block"]
+                  "input grad one phase", "input grad several phases",
+                  "input grad phase tiled", "input grad phase direct", "input grad zero phase"]
 
 f32, f64, f16, bf16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
 ALL_DTYPES = (f32, f64, f16, bf16)
@@ -152,7 +154,12 @@ CASES = [
          padding=1),
     Case("8->16 depthwise multiplier 2, stride 2", (2, 8, 20, 20), (16, 1, 3, 3), stride=2,
          groups=8),
-    Case("4->4 2x2 stride 3 (inputs no window reads)", (2, 4, 17, 19), (4, 4, 2, 2), stride=3),
+    Case("4->4 2x2 stride 3 (inputs no window reads: zero input-gradient phases)",
+         (2, 4, 17, 19), (4, 4, 2, 2), stride=3),
+    Case("8->16 1x1 stride 2 (a downsample: 3 of 4 input-gradient phases zero)", (2, 8, 14, 15),
+         (16, 8, 1, 1), stride=2, dtypes=(f32, bf16)),
+    Case("3->8 7x7 stride 2 pad 3 (the stem: 4 phases of 4x4 to 3x3 taps)", (2, 3, 30, 29),
+         (8, 3, 7, 7), stride=2, padding=3, dtypes=(f32, f64)),
     Case("3->4 11x1", (2, 3, 30, 20), (4, 3, 11, 1), padding=(5, 0)),
     Case("4->8 5x5 (25 taps: 2 tap chunks of the 8x3 weight gradient)", (2, 4, 20, 20),
          (8, 4, 5, 5), padding=2),
@@ -188,8 +195,8 @@ SMALL_CASES = [
          padding=2),
     Case("small: 3->4 5x5 (2 tap chunks)", (1, 3, 12, 12), (4, 3, 5, 5), padding=2),
     Case("small: 2->4 dilation 100 (direct)", (1, 2, 210, 215), (4, 2, 3, 3), dilation=100),
-    Case("small: 8->4 2x2 stride 3 (gather, full channel blocks)", (1, 8, 17, 19), (4, 8, 2, 2),
-         stride=3),
+    Case("small: 8->4 2x2 stride 3 (9 input-gradient phases, 5 of them zero)", (1, 8, 17, 19),
+         (4, 8, 2, 2), stride=3),
     Case("small: 16->32 3x3 (512 filters, 1 slice)", (1, 16, 12, 12), (32, 16, 3, 3),
          padding=1),
 ]

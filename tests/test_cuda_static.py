@@ -96,7 +96,26 @@ def test_model_runs_on_the_kernels_as_they_are(tmp_path, capsys):
     assert cs.main(["--md", str(md)]) == 0
     text = md.read_text()
     for kernel in ("forward_tiled_kernel<float", "weight_grad_tiled_kernel<float, 8, 3>",
-                   "weight_grad_tiled_kernel<float, 1, 9>", "input_grad_kernel<float"):
+                   "weight_grad_tiled_kernel<float, 1, 9>", "zero_unreached_kernel<float>"):
         assert kernel in text
     for case in cs.bench_cases():
         assert f"| {case.key} (" in text
+
+
+def test_strided_input_gradient_is_modelled_phase_by_phase():
+    """The model follows launch_input_grad: one forward-form launch per stride phase with taps,
+    and one zero_unreached_kernel when some phase has none."""
+    em = cs._emulator()
+    # a 1x1/2 downsample: one phase of 1x1 taps, three that no tap reaches
+    g = em.make_geometry((8, 64, 56, 56), (128, 64, 1, 1), (8, 128, 28, 28), (2, 2), (0, 0),
+                         (1, 1), 1)
+    assert [launch.kernel for launch in cs.input_grad_launches(g, em)] == \
+        ["forward_tiled_kernel<float, 8, 4>", "zero_unreached_kernel<float>"]
+    # 3x3/2, padding 1: four phases (2x2, 2x1, 1x2, 1x1 taps), all reached
+    g = em.make_geometry((8, 64, 56, 56), (128, 64, 3, 3), (8, 128, 28, 28), (2, 2), (1, 1),
+                         (1, 1), 1)
+    launches = cs.input_grad_launches(g, em)
+    assert [launch.kernel for launch in launches] == ["forward_tiled_kernel<float, 8, 4>"] * 4
+    # every phase's FMAs, useful ones: grad_output (8, 128, 28, 28) x 64 channels x its taps
+    useful = sum(launch.useful_lanes * 32 * launch.warp_fma for launch in launches)
+    assert useful == pytest.approx(8 * 64 * 28 * 28 * 128 * (4 + 2 + 2 + 1))

@@ -29,9 +29,10 @@ the CUDA lines):
 * __shfl_down_sync(0xffffffff, v, offset) asserts that all 32 lanes of each executing warp are
   active, and returns v[lane + offset] for lane + offset < 32, else the lane's own v.
 * The host side (plan_weight_grad, tile_shape_for, tiled_shared_bytes, tiled_fits_int32,
-  transposed_geometry, grid_for, the launchers' choice of kernel) is transliterated with int64
-  wrap-around, so overflows show; the tiled kernels' 32-bit arithmetic is exact by the
-  launcher's tiled_fits_int32. 16-byte shared loads are checked for 16-byte alignment.
+  block_weights_fit_int32, forward_form.h's layouts and input_grad_phases, grid_for, the
+  launchers' choice of kernel) is transliterated with int64 wrap-around, so overflows show;
+  the tiled kernels' 32-bit arithmetic is exact by the launcher's tiled_fits_int32 and
+  block_weights_fit_int32. 16-byte shared loads are checked for 16-byte alignment.
 * A shared read of a word no thread has written (still NaN) raises; the inputs are finite.
 
 What runs: the index helpers of corr2d.h against brute force (and against the compiled
@@ -42,8 +43,9 @@ dilation 1-3 and 100, kernels 1x1 to 7x7, the fallbacks, weight-gradient slices 
 twice: with grid_for's grid and double's 8-byte staging, and with the grid capped at 3 blocks
 (so that every grid-stride loop turns) and float's 4-byte staging. Each run emulates the
 forward four times (the launcher's choice, then tiled<8,4>, tiled<1,8> and direct forced where
-they fit), the input gradient (the flipped weight through the tiled forward at stride 1, else
-the gather), and the weight gradient (tiled 8x3 or 1x9, or per filter; sum_slices_kernel when
+they fit), the input gradient four times the same way (every stride phase through the
+forward kernels, reading the weight flipped and transposed in place and writing every
+stride-th pixel; zero_unreached_kernel for the phases no tap reaches), and the weight gradient (tiled 8x3 or 1x9, or per filter; sum_slices_kernel when
 the plan slices). --planted then plants one bug at a time (PLANTS: at least one per kernel)
 and requires the emulation to fail.
 
@@ -382,9 +384,11 @@ PLANTS = {
     "tiled-barrier": "forward_tiled_kernel: the barrier before a channel's staging left out",
     "tiled-halo": "forward_tiled_kernel: the patch staged one column short",
     "tiled-weight-layout": "forward_tiled_kernel: weights staged channel-major, read tap-major",
+    "tiled-dst-col": "forward_tiled_kernel: the output's column stride taken as 1",
     "direct-tap": "forward_direct_kernel: the last column tap skipped",
-    "flip": "flip_weight_kernel: taps not flipped along the columns",
-    "gather": "input_grad_kernel: the row tap's output index taken with the column's",
+    "direct-weight-layout": "forward_direct_kernel: the weight's column taps read unflipped",
+    "zero-unreached": "zero_unreached_kernel: the column's phase not tested",
+    "phase-shift": "input_grad_phases: a phase's padding one short along the columns",
     "weight-grad-slice": "weight_grad_kernel: each slice one term short",
     "block-sum": "block_sum (weight_grad_kernel): the first shuffle step (offset 16) left out",
     "wg-tiled-slice": "weight_grad_tiled_kernel: each slice one tile short",
@@ -470,18 +474,94 @@ def tiled_fits_int32(g):
             g.output_plane() < lim and g.out_channels < lim)
 
 
-def transposed_geometry(g):
-    def axis(a):
-        return Axis(a.output, a.input, a.kernel, 1, (a.kernel - 1) * a.dilation - a.padding,
-                    a.dilation)
+def block_weights_fit_int32(g, s, ocb, wl):
+    lim = INT32_LIM
+    if abs(wl.dst) >= lim or abs(wl.tap_row) >= lim or abs(wl.tap_col) >= lim:
+        return False
+    channels = s.ocs * ocb - 1
+    return (channels * abs(wl.dst) < lim and (g.rows.kernel - 1) * abs(wl.tap_row) < lim and
+            (g.cols.kernel - 1) * abs(wl.tap_col) < lim and
+            channels * abs(wl.dst) + (g.rows.kernel - 1) * abs(wl.tap_row) +
+            (g.cols.kernel - 1) * abs(wl.tap_col) < lim)
 
-    return Geometry(g.batch, g.out_channels, g.in_channels, g.groups, axis(g.rows), axis(g.cols))
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """forward_form.h: where weight element (dst channel d, src channel s, tap (kh, kw)) lives."""
+    group: int
+    dst: int
+    src: int
+    tap_row: int
+    tap_col: int
+    offset: int
 
 
-def input_grad_workspace(g):
-    if g.rows.stride != 1 or g.cols.stride != 1:
-        return 0
-    return g.in_channels * g.out_channels_per_group() * g.kernel_area()
+@dataclass(frozen=True)
+class DstLayout:
+    """forward_form.h: where dst element (n, d, y, x) is written."""
+    image: int
+    channel: int
+    row: int
+    col: int
+    offset: int
+
+
+def forward_weight_layout(g):
+    ka, cin = g.kernel_area(), g.in_channels_per_group()
+    return WeightLayout(g.out_channels_per_group() * cin * ka, cin * ka, ka, g.cols.kernel, 1, 0)
+
+
+def contiguous_dst_layout(g):
+    return DstLayout(g.out_channels * g.output_plane(), g.output_plane(), g.cols.output, 1, 0)
+
+
+@dataclass(frozen=True)
+class InputGradPhase:
+    g: Geometry
+    wl: WeightLayout
+    dst: DstLayout
+    taps: bool
+
+
+def gcd(a, b):
+    return a if b == 0 else gcd(b, tmod(a, b))
+
+
+def phase_axis(a, i0, shift_fix=0):
+    """forward_form.h's detail::phase_axis: (axis, first_tap, tap_step, taps)."""
+    outputs = tdiv(a.input - i0 + a.stride - 1, a.stride)
+    k0, taps = -1, 0
+    for k in range(a.kernel):
+        if tmod(i0 + a.padding - k * a.dilation, a.stride) == 0:
+            if k0 < 0:
+                k0 = k
+            taps += 1
+    gd = gcd(a.stride, a.dilation)
+    step, dilation = tdiv(a.stride, gd), tdiv(a.dilation, gd)
+    if taps == 0:
+        return Axis(a.output, outputs, 1, 1, 0, 1), 0, step, 0
+    shift = tdiv(i0 + a.padding - k0 * a.dilation, a.stride)
+    return (Axis(a.output, outputs, taps, 1, (taps - 1) * dilation - shift - shift_fix, dilation),
+            k0, step, taps)
+
+
+def input_grad_phases(g):
+    ka, kw, cin, in_plane = g.kernel_area(), g.cols.kernel, g.in_channels_per_group(), \
+        g.input_plane()
+    phases = []
+    for r0 in range(min(g.rows.stride, g.rows.input)):
+        for c0 in range(min(g.cols.stride, g.cols.input)):
+            rows = phase_axis(g.rows, r0)
+            cols = phase_axis(g.cols, c0, 1 if planted("phase-shift") else 0)
+            pg = Geometry(g.batch, g.out_channels, g.in_channels, g.groups, rows[0], cols[0])
+            last_h = rows[1] + (rows[3] - 1) * rows[2]
+            last_w = cols[1] + (cols[3] - 1) * cols[2]
+            wl = WeightLayout(g.out_channels_per_group() * cin * ka, ka, cin * ka,
+                              -rows[2] * kw, -cols[2], last_h * kw + last_w)
+            dst = DstLayout(g.in_channels * in_plane, in_plane, g.rows.stride * g.cols.input,
+                            g.cols.stride, r0 * g.cols.input + c0)
+            phases.append(InputGradPhase(pg, wl, dst, rows[3] > 0 and cols[3] > 0))
+    return phases
 
 
 def forward_variant(g):
@@ -580,8 +660,8 @@ def weight_grad_workspace(g, plan):
 # shared memory.
 
 
-def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, input, weight,
-                         bias, output):
+def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, wl, dl, input,
+                         weight, bias, output):
     in_w, in_h = int32(g.cols.input), int32(g.rows.input)
     out_w, out_h = int32(g.cols.output), int32(g.rows.output)
     kh_n, kw_n = int32(g.rows.kernel), int32(g.cols.kernel)
@@ -605,6 +685,7 @@ def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, i
         x_base = ty * int32(g.rows.stride) * pc + tx * int32(g.cols.stride)
         row_step = int32(g.rows.dilation) * pc
         col_step = int32(g.cols.dilation)
+        w_dst, w_row, w_col = int32(wl.dst), int32(wl.tap_row), int32(wl.tap_col)
         staged_input, staged_weight = 0, s.patch_words
 
         b = blockIdx
@@ -634,9 +715,10 @@ def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, i
                 for p in range(PW):
                     acc[j, p] = b0
 
+            w_block = wl.offset + group * wl.group + oc_base * wl.dst
             for c in range(cin_g):
                 plane = g.input_offset(n, g.first_input_channel(group) + c)
-                w_src = g.weight_offset(group * cout_g + oc_base, c)
+                w_src = w_block + c * wl.src
                 if not (planted("tiled-barrier") and c > 0):
                     blk.syncthreads(blk.all)
                 # the patch: for (r = warp; r < patch_rows; r += warps)
@@ -666,13 +748,15 @@ def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, i
                     mt = tap < ka
                     if not mt.any():
                         break
+                    tap_at = tdiv(tap, kw_n) * w_row + tmod(tap, kw_n) * w_col  # exact in 32 bits
                     j = lane.copy()
                     while True:
                         mj = mt & (j < oct_)
                         if not mj.any():
                             break
                         real = mj & (j < oc_count)
-                        v = where(real, weight.load(w_src + j * cin_g * ka + tap, real), 0.0)
+                        v = where(real, weight.load(w_src + (j * w_dst + tap_at), real),
+                                  0.0)
                         dst = (j * ka + tap) if planted("tiled-weight-layout") else (tap * oct_ + j)
                         blk.swrite(staged_weight + dst, v, mj)
                         j = j + 32
@@ -697,20 +781,24 @@ def forward_tiled_kernel(OCB, PW, grid, threads, shared_bytes, acc_size, g, s, i
             for j in range(OCB):
                 jb = os_ * OCB + j
                 mj = computes & (jb < oc_count)  # the loop's break, per thread
-                out_row = g.output_offset(n, group * cout_g + oc_base + jb) + oh * out_w
+                col = 1 if planted("tiled-dst-col") else dl.col
+                out_px = (dl.offset + n * dl.image + (group * cout_g + oc_base + jb) * dl.channel +
+                          oh * dl.row + (ow0 + tx) * col)
+                px_step = s.tw * col
                 for p in range(PW):
-                    ow = ow0 + tx + p * s.tw
-                    output.store(out_row + ow, acc[j, p], mj & (ow < out_w))
+                    output.store(out_px + p * px_step, acc[j, p],
+                                 mj & (ow0 + tx + p * s.tw < out_w))
             b += grid
 
 
 # forward_direct_kernel<T>: 1-D blocks of 256, no shared memory. Vectorised over the grid.
 
 
-def forward_direct_kernel(grid, block, g, input, weight, bias, output):
+def forward_direct_kernel(grid, block, g, wl, dl, input, weight, bias, output):
     rows, cols = g.rows, g.cols
     total = g.batch * g.out_channels * g.output_plane()
     cin_g = g.in_channels_per_group()
+    tap_col = -wl.tap_col if planted("direct-weight-layout") and wl.tap_col < 0 else wl.tap_col
     idx = np.arange(grid * block, dtype=np.int64)  # blockIdx.x * blockDim.x + threadIdx.x
     while True:
         m = idx < total
@@ -720,67 +808,50 @@ def forward_direct_kernel(grid, block, g, input, weight, bias, output):
         oh = tmod(tdiv(idx, cols.output), rows.output)
         oc = tmod(tdiv(idx, g.output_plane()), g.out_channels)
         n = tdiv(idx, g.output_plane() * g.out_channels)
-        c0 = g.first_input_channel(g.group_of_output_channel(oc))
+        group = g.group_of_output_channel(oc)
+        c0 = g.first_input_channel(group)
         acc = bias.load(oc, m) if bias is not None else np.zeros(idx.size)
-        kh0, kh1 = rows.tap_begin(oh), rows.tap_end(oh)
-        kw0, kw1 = cols.tap_begin(ow), cols.tap_end(ow)
         for c in range(cin_g):
             plane = g.input_offset(n, c0 + c)
-            w = g.weight_offset(oc, c)
-            for kh in range(rows.kernel):  # for (kh = kh0; kh < kh1; ++kh), per thread
-                mh = m & (kh >= kh0) & (kh < kh1)
-                in_row = plane + rows.input_index(oh, kh) * cols.input
+            w = (wl.offset + group * wl.group + (oc - group * g.out_channels_per_group()) * wl.dst
+                 + c * wl.src)
+            for kh in range(rows.kernel):
+                ih = rows.input_index(oh, kh)
                 for kw in range(cols.kernel - (1 if planted("direct-tap") else 0)):
-                    mw = mh & (kw >= kw0) & (kw < kw1)
-                    prod = weight.load(w + kh * cols.kernel + kw, mw) * \
-                        input.load(in_row + cols.input_index(ow, kw), mw)
-                    acc = where(mw, acc + prod, acc)
-        output.store(idx, acc, m)
+                    iw = cols.input_index(ow, kw)
+                    inside = m & (ih >= 0) & (ih < rows.input) & (iw >= 0) & (iw < cols.input)
+                    x = where(inside, input.load(plane + ih * cols.input + iw, inside), 0.0)
+                    prod = weight.load(w + kh * wl.tap_row + kw * tap_col, m) * x
+                    acc = where(m, acc + prod, acc)
+        output.store(dl.offset + n * dl.image + oc * dl.channel + oh * dl.row + ow * dl.col, acc,
+                     m)
         idx = idx + grid * block
 
 
 # ---------------------------------------------------------------------------------------------
-# input_grad_kernel<T, ICB>: 1-D blocks of 256, no shared memory. Vectorised over the grid.
+# zero_unreached_kernel<T>: 1-D blocks of 256, no shared memory. Vectorised over the grid.
 
 
-def input_grad_kernel(ICB, grid, block, g, grad_output, weight, grad_input):
-    rows, cols = g.rows, g.cols
-    cin_g = g.in_channels_per_group()
-    cout_g = g.out_channels_per_group()
-    ka = g.kernel_area()
-    c_blocks = tdiv(cin_g + ICB - 1, ICB)
-    total = g.batch * g.groups * c_blocks * g.input_plane()
+def phase_has_taps(a, i):
+    """Per thread: i + padding - k * dilation divisible by the stride for some tap k."""
+    has = np.zeros(np.shape(i), dtype=bool)
+    for k in range(a.kernel):
+        has |= tmod(i + a.padding - k * a.dilation, a.stride) == 0
+    return has
+
+
+def zero_unreached_kernel(grid, block, g, grad_input):
+    total = g.batch * g.in_channels * g.input_plane()
     idx = np.arange(grid * block, dtype=np.int64)
     while True:
         m = idx < total
         if not m.any():
             break
-        iw = tmod(idx, cols.input)
-        ih = tmod(tdiv(idx, cols.input), rows.input)
-        cb = tmod(tdiv(idx, g.input_plane()), g.groups * c_blocks)
-        n = tdiv(idx, g.input_plane() * g.groups * c_blocks)
-        group = tdiv(cb, c_blocks)
-        c0 = tmod(cb, c_blocks) * ICB
-        c_count = min64(ICB, cin_g - c0)
-        acc = np.zeros((ICB, idx.size))
-        for kh in range(rows.kernel):
-            oh = rows.output_index(ih, kh)
-            mh = m & ~(oh < 0)  # if (oh < 0) continue;
-            for kw in range(cols.kernel):
-                ow = cols.output_index(iw, kh if planted("gather") and kh < cols.kernel else kw)
-                mw = mh & ~(ow < 0)
-                # for (oc = group * cout_g; oc < (group + 1) * cout_g; ++oc): the bounds differ
-                # between threads only through group, so loop over the offset within the group
-                for d in range(cout_g):
-                    oc = group * cout_g + d
-                    gy = grad_output.load(g.output_offset(n, oc) + oh * cols.output + ow, mw)
-                    w = g.weight_offset(oc, c0) + kh * cols.kernel + kw
-                    for j in range(ICB):
-                        mj = mw & (j < c_count)
-                        acc[j] = where(mj, acc[j] + gy * weight.load(w + j * ka, mj), acc[j])
-        dst = g.input_offset(n, group * cin_g + c0) + ih * cols.input + iw
-        for j in range(ICB):
-            grad_input.store(dst + j * g.input_plane(), acc[j], m & (j < c_count))
+        iw = tmod(idx, g.cols.input)
+        ih = tmod(tdiv(idx, g.cols.input), g.rows.input)
+        reached = phase_has_taps(g.rows, ih) & (
+            True if planted("zero-unreached") else phase_has_taps(g.cols, iw))
+        grad_input.store(idx, 0.0, m & ~reached)
         idx = idx + grid * block
 
 
@@ -1045,28 +1116,8 @@ def sum_slices_kernel(grid, block, elements, slices, partial, grad_weight):
 # problems.
 
 
-def flip_weight_kernel(grid, block, g, weight, flipped):
-    cin_g = g.in_channels_per_group()
-    cout_g = g.out_channels_per_group()
-    kh_n, kw_n, ka = g.rows.kernel, g.cols.kernel, g.kernel_area()
-    total = g.in_channels * cout_g * ka
-    e = np.arange(grid * block, dtype=np.int64)
-    while True:
-        m = e < total
-        if not m.any():
-            break
-        kw = tmod(e, kw_n)
-        kh = tmod(tdiv(e, kw_n), kh_n)
-        o = tmod(tdiv(e, ka), cout_g)
-        c = tdiv(e, ka * cout_g)
-        group = tdiv(c, cin_g)
-        src_kw = kw if planted("flip") else (kw_n - 1 - kw)
-        src = ((group * cout_g + o) * cin_g + tmod(c, cin_g)) * ka + (kh_n - 1 - kh) * kw_n + src_kw
-        flipped.store(e, weight.load(src, m), m)
-        e = e + grid * block
-
-
-def try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap, force=False):
+def try_forward_tiled(OCB, PW, g, wl, dl, input, weight, bias, output, acc_size, grid_cap,
+                      force=False):
     if not tiled_fits_int32(g):
         if force:
             raise EmulationError("forced the tiled kernel on a geometry whose indices need "
@@ -1074,61 +1125,64 @@ def try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_ca
         return False
     s = tile_shape_for(g, OCB, PW)
     bytes_ = tiled_shared_bytes(g, s, OCB, PW, acc_size)
-    if bytes_ > kSharedBytes and not force:
+    if (bytes_ > kSharedBytes or not block_weights_fit_int32(g, s, OCB, wl)) and not force:
         return False
     if bytes_ > kSharedBytes:
         raise EmulationError(f"forced the tiled kernel with {bytes_} bytes of shared memory")
     blocks = g.batch * g.groups * s.oc_blocks * s.tiles_h * s.tiles_w
     threads = tdiv(s.threads + 31, 32) * 32
     forward_tiled_kernel(OCB, PW, grid_for(blocks, 1, grid_cap), threads, bytes_, acc_size, g, s,
-                         input, weight, bias, output)
+                         wl, dl, input, weight, bias, output)
     return True
 
 
-def try_forward_any_tiled(g, input, weight, bias, output, acc_size, grid_cap):
-    OCB, PW = forward_variant(g)
-    if try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap):
-        return f"tiled<{OCB},{PW}>"
-    return None
-
-
-def launch_forward(g, input, weight, bias, output, acc_size=8, grid_cap=GRID_CAP, force=None):
-    """Returns the kernel that ran. force: None (the launcher's choice), "tiled-block" or "tiled-one"
-    (that variant whatever the channels, None when it cannot take the geometry), "direct"."""
+def correlate(g, wl, dl, input, weight, bias, output, acc_size, grid_cap, force=None):
+    """The .cu's correlate(): the tiled kernel where it fits, else the direct one. Returns the
+    kernel that ran. force: None (the launcher's choice), "tiled-block" or "tiled-one" (that
+    variant whatever the channels; None when it cannot take the geometry), "direct"."""
     forced = {"tiled-block": (kChannelBlock, kPixels), "tiled-one": (1, kPixelsOneToOne)}
-    if force in forced:  # None when that variant cannot take this geometry
+    if force in forced:
         OCB, PW = forced[force]
-        if try_forward_tiled(OCB, PW, g, input, weight, bias, output, acc_size, grid_cap):
+        if try_forward_tiled(OCB, PW, g, wl, dl, input, weight, bias, output, acc_size,
+                             grid_cap):
             return f"tiled<{OCB},{PW}>"
         return None
     if force is None:
-        ran = try_forward_any_tiled(g, input, weight, bias, output, acc_size, grid_cap)
-        if ran:
-            return ran
+        OCB, PW = forward_variant(g)
+        if try_forward_tiled(OCB, PW, g, wl, dl, input, weight, bias, output, acc_size,
+                             grid_cap):
+            return f"tiled<{OCB},{PW}>"
     total = g.batch * g.out_channels * g.output_plane()
-    forward_direct_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, input, weight, bias,
-                          output)
+    forward_direct_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, wl, dl, input,
+                          weight, bias, output)
     return "direct"
 
 
+def launch_forward(g, input, weight, bias, output, acc_size=8, grid_cap=GRID_CAP, force=None):
+    return correlate(g, forward_weight_layout(g), contiguous_dst_layout(g), input, weight, bias,
+                     output, acc_size, grid_cap, force)
+
+
 def launch_input_grad(g, grad_output, weight, grad_input, acc_size=8, grid_cap=GRID_CAP,
-                      workspace=None):
-    """Returns the path taken: "flipped tiled<OCB,PW>" or "gather"."""
-    if input_grad_workspace(g) > 0:
-        flipped = workspace if workspace is not None else \
-            Global.poisoned("flipped weight", input_grad_workspace(g))
-        total = g.in_channels * g.out_channels_per_group() * g.kernel_area()
-        flip_weight_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, weight, flipped)
-        flipped.assert_written_once()
-        ran = try_forward_any_tiled(transposed_geometry(g), grad_output, flipped, None,
-                                    grad_input, acc_size, grid_cap)
-        if ran:
-            return f"flipped {ran}"
-    ICB = kInputGradChannels
-    total = g.batch * g.groups * ceil_div(g.in_channels_per_group(), ICB) * g.input_plane()
-    input_grad_kernel(ICB, grid_for(total, kThreads, grid_cap), kThreads, g, grad_output, weight,
-                      grad_input)
-    return "gather"
+                      force=None):
+    """Each stride phase with taps through correlate() (force as there), then one
+    zero_unreached_kernel when some phase has none. Returns the kernels that ran joined by '+'
+    (None when a forced variant cannot take some phase)."""
+    ran, unreached = [], False
+    for p in input_grad_phases(g):
+        if p.taps:
+            k = correlate(p.g, p.wl, p.dst, grad_output, weight, None, grad_input, acc_size,
+                          grid_cap, force)
+            if k is None:
+                return None
+            ran.append(k)
+        else:
+            unreached = True
+    if unreached:
+        total = g.batch * g.in_channels * g.input_plane()
+        zero_unreached_kernel(grid_for(total, kThreads, grid_cap), kThreads, g, grad_input)
+        ran.append("zero")
+    return "+".join(ran)
 
 
 def launch_weight_grad(g, plan, input, grad_output, workspace, grad_weight, grid_cap=GRID_CAP,
@@ -1225,14 +1279,19 @@ def run_case(case, rng, grid_cap=GRID_CAP, forces=(None,), acc_size=8):
         if force is None and ran:
             notes.append(ran[0])
 
-    gin = Global.poisoned("grad_input", x.numel())
-    path = []
-    if attempt("input_grad", lambda: path.append(launch_input_grad(
-            g, Global("grad_output", gy), Global("weight", w), gin, acc_size, grid_cap))) \
-            and attempt("input_grad", gin.assert_written_once):
-        compare(f"input_grad[{path[0]}]", gin.data, gx)
-    if path:
-        notes.append(f"dx {path[0]}")
+    # Input gradient: the stride phases, each with the launcher's kernel and then each forward
+    # kernel forced (a forced variant that cannot take every phase is skipped).
+    for force in forces:
+        gin = Global.poisoned("grad_input", x.numel())
+        path = []
+        ok = attempt(f"input_grad[{force or 'launcher'}]", lambda: path.append(launch_input_grad(
+            g, Global("grad_output", gy), Global("weight", w), gin, acc_size, grid_cap, force)))
+        if ok and path[0] is None:
+            continue
+        if ok and attempt(f"input_grad[{force or 'launcher'}]", gin.assert_written_once):
+            compare(f"input_grad[{path[0]}]", gin.data, gx)
+        if force is None and path:
+            notes.append(f"dx {path[0]}")
 
     plan = plan_weight_grad(g)
     notes.append(f"dw {'tiled' if plan.tiled else 'per filter'} chunks={plan.tap_chunks} "
@@ -1289,8 +1348,20 @@ def named_cases():
         # with 3 channels per block, and with 2 (5x5: 3 tap warps) and a 1-channel tail block
         C(2, 6, 2, 2, (9, 13), (3, 3), padding=(1, 1)),
         C(1, 3, 1, 1, (12, 11), (5, 5), padding=(2, 2)),
-        # patches too large for the tiled kernels: direct forward, gather input gradient at
-        # stride 1, the per-filter weight gradient
+        # strided input gradients, phase by phase: 3x3/2 (phases of 2x2, 2x1, 1x2 and 1x1
+        # taps), a 1x1/2 downsample and a 2-tap kernel at stride 3 (phases no tap reaches:
+        # zero_unreached_kernel), stride 2 with dilation 2 (gcd 2: only even taps meet a phase),
+        # the 7x7/2 stem with 3 channels, a depthwise 3x3/2, stride 3 on an image shorter than
+        # the stride
+        C(2, 3, 10, 1, (9, 10), (3, 3), stride=(2, 2), padding=(1, 1)),
+        C(1, 4, 6, 1, (8, 7), (1, 1), stride=(2, 2)),
+        C(1, 2, 3, 1, (11, 10), (2, 2), stride=(3, 3), padding=(1, 0)),
+        C(1, 2, 4, 1, (12, 13), (3, 3), stride=(2, 2), padding=(2, 2), dilation=(2, 2)),
+        C(1, 3, 9, 1, (16, 15), (7, 7), stride=(2, 2), padding=(3, 3)),
+        C(2, 6, 6, 6, (9, 9), (3, 3), stride=(2, 2), padding=(1, 1)),
+        C(1, 2, 2, 1, (2, 8), (2, 3), stride=(3, 3), padding=(1, 1)),
+        # patches too large for the tiled kernels: direct forward, direct input gradient
+        # phases, the per-filter weight gradient
         C(1, 2, 4, 1, (230, 230), (3, 3), padding=(1, 1), dilation=(100, 100)),
     ]
 
@@ -1534,8 +1605,8 @@ def main(argv=None):
     print(f"{len(cases)} geometries, {runs} runs (grid_for's cap"
           f"{'' if args.quick else ', then a cap of 3 blocks'}); each run: forward (the "
           f"launcher's choice, then tiled<8,4>, tiled<1,8> and direct forced where they fit), "
-          f"input_grad (flipped weight through the tiled forward at stride 1, else the "
-          f"gather), weight_grad")
+          f"input_grad (its stride phases through the same kernels, the same four ways; "
+          f"zero_unreached_kernel where no tap reaches), weight_grad")
     print(f"the launcher's forward kernel, per geometry: double {double_choice}, "
           f"float {float_choice}")
     kernel_failures = len(failures) - len(host_failures)

@@ -1,4 +1,5 @@
-// Host side of the CUDA backend: device guard, current stream, dtype dispatch, workspace.
+// Host side of the CUDA backend: device guard, current stream, dtype dispatch, the weight
+// gradient's workspace.
 // Compiled by the C++ compiler, so the torch headers stay out of the .cu file.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -54,12 +55,9 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
                 const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  // The flipped weight of the stride-1 path, in the element type (empty otherwise).
-  const at::Tensor workspace = at::empty({input_grad_workspace(g)}, weight.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "corr2d_input_grad_cuda", [&] {
     launch_input_grad(g, in_ptr<scalar_t>(grad_output), in_ptr<scalar_t>(weight),
-                      workspace.numel() ? workspace.mutable_data_ptr() : nullptr,
                       out_ptr<scalar_t>(grad_input), stream);
   });
 }

@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include "../corr2d.h"
+#include "../forward_form.h"
 
 namespace corr2d_ext {
 namespace cuda {
@@ -147,29 +148,13 @@ constexpr int kChannelBlock = 8;
 constexpr int kPixels = 4;
 constexpr int kPixelsOneToOne = 8;
 
-// The input gradient at stride 1 as a forward correlation: grad_output is its input (C_out
-// channels), grad_input its output, the flipped weight (C_in, C_out / groups, kH, kW) its
-// weight, and each axis is padded by (kernel - 1) * dilation - padding (negative when the
-// forward padding is larger: the kernel then starts inside grad_output).
-inline Geometry transposed_geometry(const Geometry& g) {
-  const auto axis = [](const Axis& a) {
-    return Axis{a.output, a.input, a.kernel, 1, (a.kernel - 1) * a.dilation - a.padding,
-                a.dilation};
-  };
-  return Geometry{g.batch, g.out_channels, g.in_channels, g.groups, axis(g.rows), axis(g.cols)};
-}
-
-// Elements of T the input gradient needs as workspace: the flipped weight at stride 1 (zero,
-// and the gather kernel, otherwise).
-inline int64_t input_grad_workspace(const Geometry& g) {
-  if (g.rows.stride != 1 || g.cols.stride != 1) return 0;
-  return g.in_channels * g.out_channels_per_group() * g.kernel_area();
-}
-
-// workspace: input_grad_workspace(g) elements of T.
+// The input gradient, stride phase by stride phase (input_grad_phases, ../forward_form.h):
+// each phase through the forward kernels, reading the weight flipped and transposed in place
+// and writing every stride-th pixel of grad_input; the phases no tap reaches are zero-filled
+// by one more launch.
 template <typename T>
-void launch_input_grad(const Geometry& g, const T* grad_output, const T* weight, void* workspace,
-                       T* grad_input, cudaStream_t stream);
+void launch_input_grad(const Geometry& g, const T* grad_output, const T* weight, T* grad_input,
+                       cudaStream_t stream);
 
 // workspace: weight_grad_workspace(g, plan) elements of float (double when T is double).
 template <typename T>

@@ -1,7 +1,8 @@
 // CUDA kernels of the three ops.
 //
-// Order: element conversions, the forward kernels (tiled, and a direct fallback), the input
-// gradient, the weight gradient, then the launchers and their explicit instantiations.
+// Order: element conversions, the forward-form kernels (tiled, and a direct fallback), which
+// compute the forward and, stride phase by stride phase, the input gradient (forward_form.h);
+// the weight gradient; then the launchers and their explicit instantiations.
 //
 // Nothing here uses atomics: every output element is written by one thread, and every sum is
 // taken in an order fixed by the geometry, so two runs give bitwise-equal results.
@@ -79,6 +80,10 @@ unsigned int grid_for(int64_t work_items, int64_t per_block) {
 // Index arithmetic is 32-bit: the launcher takes this kernel only when every in-plane index,
 // patch corner and staged size fits (tiled_fits_int32); plane bases are 64-bit.
 //
+// The weight is read through a WeightLayout and the output written through a DstLayout
+// (forward_form.h): OIHW and contiguous NCHW for the forward; for an input-gradient phase, the
+// sub-kernel flipped and transposed in place, and every stride-th pixel of grad_input.
+//
 // OCB = 1 is the path for one output channel per group (single-channel images, depthwise
 // layers, the input gradient of layers with one input channel per group).
 
@@ -143,6 +148,23 @@ int64_t tiled_shared_bytes(const Geometry& g, TileShape& s) {
   return bytes;
 }
 
+// Whether the tiled kernel's offsets within a block's weights of one src channel (j * wl.dst +
+// the tap's, for the block's oct channels j) are exact in 32 bits. Called after
+// tiled_shared_bytes has bounded the kernel area.
+inline bool block_weights_fit_int32(const Geometry& g, const TileShape& s, int ocb,
+                                    const WeightLayout& wl) {
+  constexpr int64_t lim = (int64_t{1} << 31) - 1;
+  const auto mag = [](int64_t v) { return v < 0 ? -v : v; };
+  if (mag(wl.dst) >= lim || mag(wl.tap_row) >= lim || mag(wl.tap_col) >= lim) return false;
+  // each term < 2^31 * 2^31: no int64 overflow
+  const int64_t channels = int64_t{s.ocs} * ocb - 1;
+  return channels * mag(wl.dst) < lim && (g.rows.kernel - 1) * mag(wl.tap_row) < lim &&
+         (g.cols.kernel - 1) * mag(wl.tap_col) < lim &&
+         channels * mag(wl.dst) + (g.rows.kernel - 1) * mag(wl.tap_row) +
+                 (g.cols.kernel - 1) * mag(wl.tap_col) <
+             lim;
+}
+
 // OCB consecutive staged weights into registers: 16-byte loads where OCB allows (the launcher
 // keeps the staged weights 16-byte aligned and OCB-strided), else one word at a time.
 template <int OCB>
@@ -179,9 +201,9 @@ __device__ __forceinline__ void load_weights(const double* p, double (&w)[OCB]) 
 // 4 blocks of 256 threads per SM for 4-byte sums (at most 64 registers), 2 for double.
 template <typename T, int OCB, int PW>
 __global__ void __launch_bounds__(kTileThreads, sizeof(typename Acc<T>::type) == 8 ? 2 : 4)
-    forward_tiled_kernel(Geometry g, TileShape s, const T* __restrict__ input,
-                         const T* __restrict__ weight, const T* __restrict__ bias,
-                         T* __restrict__ output) {
+    forward_tiled_kernel(Geometry g, TileShape s, WeightLayout wl, DstLayout dl,
+                         const T* __restrict__ input, const T* __restrict__ weight,
+                         const T* __restrict__ bias, T* __restrict__ output) {
   using acc_t = typename Acc<T>::type;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   acc_t* staged_input = reinterpret_cast<acc_t*>(shared_bytes);
@@ -211,6 +233,9 @@ __global__ void __launch_bounds__(kTileThreads, sizeof(typename Acc<T>::type) ==
   const int x_base = ty * static_cast<int>(g.rows.stride) * s.patch_cols +
                      tx * static_cast<int>(g.cols.stride);
   const int row_step = static_cast<int>(g.rows.dilation) * s.patch_cols;
+  // within a block's weights of one src channel (the launcher checks that these fit)
+  const int w_dst = static_cast<int>(wl.dst);
+  const int w_row = static_cast<int>(wl.tap_row), w_col = static_cast<int>(wl.tap_col);
   const int col_step = static_cast<int>(g.cols.dilation);
 
   for (int64_t b = blockIdx.x; b < n_blocks; b += gridDim.x) {
@@ -240,9 +265,10 @@ __global__ void __launch_bounds__(kTileThreads, sizeof(typename Acc<T>::type) ==
       for (int p = 0; p < PW; ++p) acc[j][p] = b0;
     }
 
+    const T* w_block = weight + wl.offset + group * wl.group + oc_base * wl.dst;
     for (int64_t c = 0; c < cin_g; ++c) {
       const T* plane = input + g.input_offset(n, g.first_input_channel(group) + c);
-      const T* w_src = weight + g.weight_offset(group * cout_g + oc_base, c);
+      const T* w_src = w_block + c * wl.src;
       __syncthreads();  // the previous channel's reads are done before its patch is replaced
       // Patch: a warp per row, a lane per column; zeros outside the image.
       for (int r = warp; r < s.patch_rows; r += warps) {
@@ -258,11 +284,10 @@ __global__ void __launch_bounds__(kTileThreads, sizeof(typename Acc<T>::type) ==
       }
       // Weights, tap-major; zeros for the channels past the group's end.
       for (int tap = warp; tap < ka; tap += warps) {
-        for (int j = lane; j < oct; j += 32) {
+        const int tap_at = (tap / kw_n) * w_row + (tap % kw_n) * w_col;
+        for (int j = lane; j < oct; j += 32)
           staged_weight[tap * oct + j] =
-              j < oc_count ? static_cast<acc_t>(load(w_src + (int64_t{j} * cin_g) * ka + tap))
-                           : acc_t(0);
-        }
+              j < oc_count ? static_cast<acc_t>(load(w_src + (j * w_dst + tap_at))) : acc_t(0);
       }
       __syncthreads();
       if (computes) {
@@ -290,24 +315,27 @@ __global__ void __launch_bounds__(kTileThreads, sizeof(typename Acc<T>::type) ==
       for (int j = 0; j < OCB; ++j) {
         const int jb = os * OCB + j;
         if (jb >= oc_count) break;
-        T* out_row = output + g.output_offset(n, group * cout_g + oc_base + jb) +
-                     int64_t{oh} * out_w;
+        // the thread's first pixel; its next ones are s.tw columns on
+        T* out_px = output + dl.offset + n * dl.image +
+                    (group * cout_g + oc_base + jb) * dl.channel + oh * dl.row +
+                    (ow0 + tx) * dl.col;
+        const int64_t px_step = s.tw * dl.col;
 #pragma unroll
-        for (int p = 0; p < PW; ++p) {
-          const int ow = ow0 + tx + p * s.tw;
-          if (ow < out_w) out_row[ow] = store_as<T>(acc[j][p]);
-        }
+        for (int p = 0; p < PW; ++p)
+          if (ow0 + tx + p * s.tw < out_w) out_px[p * px_step] = store_as<T>(acc[j][p]);
       }
     }
   }
 }
 
 // Forward, direct: one thread per output element, reading global memory. For geometries whose
-// patch does not fit in shared memory (very large strides or dilations).
+// patch does not fit in shared memory (very large strides or dilations) or whose indices need
+// 64 bits. Layouts as the tiled kernel's.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    forward_direct_kernel(Geometry g, const T* __restrict__ input, const T* __restrict__ weight,
-                          const T* __restrict__ bias, T* __restrict__ output) {
+    forward_direct_kernel(Geometry g, WeightLayout wl, DstLayout dl, const T* __restrict__ input,
+                          const T* __restrict__ weight, const T* __restrict__ bias,
+                          T* __restrict__ output) {
   using acc_t = typename Acc<T>::type;
   const Axis rows = g.rows;
   const Axis cols = g.cols;
@@ -319,80 +347,54 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t oh = (idx / cols.output) % rows.output;
     const int64_t oc = (idx / g.output_plane()) % g.out_channels;
     const int64_t n = idx / (g.output_plane() * g.out_channels);
-    const int64_t c0 = g.first_input_channel(g.group_of_output_channel(oc));
+    const int64_t group = g.group_of_output_channel(oc);
+    const int64_t c0 = g.first_input_channel(group);
     acc_t acc = bias != nullptr ? static_cast<acc_t>(load(bias + oc)) : acc_t(0);
     // Every tap, padded ones too: zero padding multiplies zeros by the weights, which is NaN
     // for an inf weight, as in F.conv2d's reference paths and in the tiled kernel.
     for (int64_t c = 0; c < cin_g; ++c) {
       const T* plane = input + g.input_offset(n, c0 + c);
-      const T* w = weight + g.weight_offset(oc, c);
+      const T* w = weight + wl.offset + group * wl.group +
+                   (oc - group * g.out_channels_per_group()) * wl.dst + c * wl.src;
       for (int64_t kh = 0; kh < rows.kernel; ++kh) {
         const int64_t ih = rows.input_index(oh, kh);
         for (int64_t kw = 0; kw < cols.kernel; ++kw) {
           const int64_t iw = cols.input_index(ow, kw);
           const bool inside = ih >= 0 && ih < rows.input && iw >= 0 && iw < cols.input;
           const acc_t x = inside ? static_cast<acc_t>(load(plane + ih * cols.input + iw)) : acc_t(0);
-          acc += static_cast<acc_t>(load(w + kh * cols.kernel + kw)) * x;
+          acc += static_cast<acc_t>(load(w + kh * wl.tap_row + kw * wl.tap_col)) * x;
         }
       }
     }
-    output[idx] = store_as<T>(acc);
+    output[dl.offset + n * dl.image + oc * dl.channel + oh * dl.row + ow * dl.col] =
+        store_as<T>(acc);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Input gradient: a gather. One thread owns one input pixel of ICB channels of one group and
-// sums every (output channel, tap) that read it: through tap (kh, kw) the pixel was read by
-// output (rows.output_index(ih, kh), cols.output_index(iw, kw)), if any. Each grad_output value
-// loaded serves ICB channels. Neighbouring threads own neighbouring pixels, so the loads of
-// grad_output are coalesced for stride 1.
+// The input gradient's pixels that no kernel tap reaches (those of the stride phases without
+// taps, forward_form.h: every other pixel of a 1x1 kernel at stride 2, say): zeros. One launch
+// for all such phases; the phases with taps write the other pixels. g is the op's geometry.
 
-constexpr int kInputGradChannels = 4;
+// Whether input index i of axis a lies in a phase with taps: some tap k has i + padding - k *
+// dilation divisible by the stride (input_grad_phases' test, which depends on i mod stride
+// only). At most kernel steps.
+__device__ __forceinline__ bool phase_has_taps(const Axis& a, int64_t i) {
+  for (int64_t k = 0; k < a.kernel; ++k)
+    if ((i + a.padding - k * a.dilation) % a.stride == 0) return true;
+  return false;
+}
 
-template <typename T, int ICB>
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    input_grad_kernel(Geometry g, const T* __restrict__ grad_output, const T* __restrict__ weight,
-                      T* __restrict__ grad_input) {
-  using acc_t = typename Acc<T>::type;
-  const Axis rows = g.rows;
-  const Axis cols = g.cols;
-  const int64_t cin_g = g.in_channels_per_group();
-  const int64_t cout_g = g.out_channels_per_group();
-  const int64_t ka = g.kernel_area();
-  const int64_t c_blocks = (cin_g + ICB - 1) / ICB;
-  const int64_t total = g.batch * g.groups * c_blocks * g.input_plane();
+    zero_unreached_kernel(Geometry g, T* __restrict__ grad_input) {
+  const int64_t total = g.batch * g.in_channels * g.input_plane();
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t iw = idx % cols.input;
-    const int64_t ih = (idx / cols.input) % rows.input;
-    const int64_t cb = (idx / g.input_plane()) % (g.groups * c_blocks);
-    const int64_t n = idx / (g.input_plane() * g.groups * c_blocks);
-    const int64_t group = cb / c_blocks;
-    const int64_t c0 = (cb % c_blocks) * ICB;  // within the group
-    const int c_count = static_cast<int>(min64(ICB, cin_g - c0));
-    acc_t acc[ICB];
-#pragma unroll
-    for (int j = 0; j < ICB; ++j) acc[j] = 0;
-    for (int64_t kh = 0; kh < rows.kernel; ++kh) {
-      const int64_t oh = rows.output_index(ih, kh);
-      if (oh < 0) continue;
-      for (int64_t kw = 0; kw < cols.kernel; ++kw) {
-        const int64_t ow = cols.output_index(iw, kw);
-        if (ow < 0) continue;
-        for (int64_t oc = group * cout_g; oc < (group + 1) * cout_g; ++oc) {
-          const acc_t gy = static_cast<acc_t>(
-              load(grad_output + g.output_offset(n, oc) + oh * cols.output + ow));
-          const T* w = weight + g.weight_offset(oc, c0) + kh * cols.kernel + kw;
-#pragma unroll
-          for (int j = 0; j < ICB; ++j)
-            if (j < c_count) acc[j] += gy * static_cast<acc_t>(load(w + j * ka));
-        }
-      }
-    }
-    T* dst = grad_input + g.input_offset(n, group * cin_g + c0) + ih * cols.input + iw;
-#pragma unroll
-    for (int j = 0; j < ICB; ++j)
-      if (j < c_count) dst[j * g.input_plane()] = store_as<T>(acc[j]);
+    const int64_t iw = idx % g.cols.input;
+    const int64_t ih = (idx / g.cols.input) % g.rows.input;
+    if (!phase_has_taps(g.rows, ih) || !phase_has_taps(g.cols, iw))
+      grad_input[idx] = store_as<T>(typename Acc<T>::type(0));
   }
 }
 
@@ -690,53 +692,40 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Input gradient at stride 1 as a forward correlation (see launch_input_grad): the weight with
-// its taps flipped and its two channel axes swapped within each group, (C_in, C_out / groups,
-// kH, kW).
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    flip_weight_kernel(Geometry g, const T* __restrict__ weight, T* __restrict__ flipped) {
-  const int64_t cin_g = g.in_channels_per_group();
-  const int64_t cout_g = g.out_channels_per_group();
-  const int64_t kh_n = g.rows.kernel, kw_n = g.cols.kernel, ka = g.kernel_area();
-  const int64_t total = g.in_channels * cout_g * ka;
-  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
-       e += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t kw = e % kw_n;
-    const int64_t kh = (e / kw_n) % kh_n;
-    const int64_t o = (e / ka) % cout_g;
-    const int64_t c = e / (ka * cout_g);  // input channel, across groups
-    const int64_t group = c / cin_g;
-    const int64_t src = ((group * cout_g + o) * cin_g + c % cin_g) * ka +
-                        (kh_n - 1 - kh) * kw_n + (kw_n - 1 - kw);
-    flipped[e] = weight[src];
-  }
-}
-
 template <typename T, int OCB, int PW>
-bool try_forward_tiled(const Geometry& g, const T* input, const T* weight, const T* bias,
-                       T* output, cudaStream_t stream) {
+bool try_forward_tiled(const Geometry& g, const WeightLayout& wl, const DstLayout& dl,
+                       const T* input, const T* weight, const T* bias, T* output,
+                       cudaStream_t stream) {
   if (!tiled_fits_int32(g)) return false;
   TileShape s = tile_shape_for<OCB, PW>(g);
   const int64_t bytes = tiled_shared_bytes<T, OCB, PW>(g, s);
-  if (bytes > kSharedBytes) return false;
+  if (bytes > kSharedBytes || !block_weights_fit_int32(g, s, OCB, wl)) return false;
   const int64_t blocks = g.batch * g.groups * s.oc_blocks * s.tiles_h * s.tiles_w;
   const int threads = (s.threads + 31) / 32 * 32;
   forward_tiled_kernel<T, OCB, PW><<<grid_for(blocks, 1), threads, bytes, stream>>>(
-      g, s, input, weight, bias, output);
+      g, s, wl, dl, input, weight, bias, output);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
 }
 
+// A forward-form correlation (forward_form.h) through the tiled kernel where it fits, else the
+// direct one.
 template <typename T>
-bool try_forward_any_tiled(const Geometry& g, const T* input, const T* weight, const T* bias,
-                           T* output, cudaStream_t stream) {
+void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, const T* input,
+               const T* weight, const T* bias, T* output, cudaStream_t stream) {
   // One output channel per group (single-channel images, depthwise layers, and the input
   // gradient of layers with one input channel per group): nothing to block over channels.
-  return g.out_channels_per_group() == 1
-             ? try_forward_tiled<T, 1, kPixelsOneToOne>(g, input, weight, bias, output, stream)
-             : try_forward_tiled<T, kChannelBlock, kPixels>(g, input, weight, bias, output,
-                                                            stream);
+  const bool tiled =
+      g.out_channels_per_group() == 1
+          ? try_forward_tiled<T, 1, kPixelsOneToOne>(g, wl, dl, input, weight, bias, output,
+                                                     stream)
+          : try_forward_tiled<T, kChannelBlock, kPixels>(g, wl, dl, input, weight, bias, output,
+                                                         stream);
+  if (tiled) return;
+  const int64_t total = g.batch * g.out_channels * g.output_plane();
+  forward_direct_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+      g, wl, dl, input, weight, bias, output);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
@@ -744,35 +733,29 @@ bool try_forward_any_tiled(const Geometry& g, const T* input, const T* weight, c
 template <typename T>
 void launch_forward(const Geometry& g, const T* input, const T* weight, const T* bias, T* output,
                     cudaStream_t stream) {
-  if (try_forward_any_tiled(g, input, weight, bias, output, stream)) return;
-  const int64_t total = g.batch * g.out_channels * g.output_plane();
-  forward_direct_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(g, input, weight,
-                                                                               bias, output);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  correlate(g, forward_weight_layout(g), contiguous_dst_layout(g), input, weight, bias, output,
+            stream);
 }
 
 template <typename T>
-void launch_input_grad(const Geometry& g, const T* grad_output, const T* weight, void* workspace,
-                       T* grad_input, cudaStream_t stream) {
-  // Stride 1: grad_input is the correlation of grad_output (padded by (k - 1) * dilation -
-  // padding, which may be negative) with the flipped, channel-swapped weight, so the tiled
-  // forward kernel computes it, as the CPU path does.
-  if (input_grad_workspace(g) > 0) {
-    T* flipped = static_cast<T*>(workspace);
-    const int64_t total = g.in_channels * g.out_channels_per_group() * g.kernel_area();
-    flip_weight_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(g, weight, flipped);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    if (try_forward_any_tiled(transposed_geometry(g), grad_output,
-                              static_cast<const T*>(flipped), static_cast<const T*>(nullptr),
-                              grad_input, stream))
-      return;
+void launch_input_grad(const Geometry& g, const T* grad_output, const T* weight, T* grad_input,
+                       cudaStream_t stream) {
+  // Each launch writes its own pixels of grad_input (the phases partition them), so none
+  // depends on another; a stride larger than the kernel leaves most phases without taps, and
+  // one launch zeroes them all.
+  bool unreached = false;
+  for (const InputGradPhase& p : input_grad_phases(g)) {
+    if (p.taps)
+      correlate(p.g, p.wl, p.dst, grad_output, weight, static_cast<const T*>(nullptr),
+                grad_input, stream);
+    else
+      unreached = true;
   }
-  constexpr int ICB = kInputGradChannels;
-  const int64_t total =
-      g.batch * g.groups * ceil_div(g.in_channels_per_group(), ICB) * g.input_plane();
-  input_grad_kernel<T, ICB><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
-      g, grad_output, weight, grad_input);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (unreached) {
+    const int64_t total = g.batch * g.in_channels * g.input_plane();
+    zero_unreached_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(g, grad_input);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
 }
 
 template <typename T>
@@ -813,8 +796,7 @@ void launch_weight_grad(const Geometry& g, const WeightGradPlan& plan, const T* 
 #define CORR2D_INSTANTIATE(T)                                                                    \
   template void launch_forward<T>(const Geometry&, const T*, const T*, const T*, T*,            \
                                   cudaStream_t);                                                \
-  template void launch_input_grad<T>(const Geometry&, const T*, const T*, void*, T*,            \
-                                     cudaStream_t);                                             \
+  template void launch_input_grad<T>(const Geometry&, const T*, const T*, T*, cudaStream_t);    \
   template void launch_weight_grad<T>(const Geometry&, const WeightGradPlan&, const T*,         \
                                       const T*, void*, T*, cudaStream_t);
 
