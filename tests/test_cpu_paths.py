@@ -58,6 +58,10 @@ GEOMETRIES = [
     (2, 3, 16, 23, 21, 7, 7, 2, 3, 1, 1),
     # ... and a channel-rich one, whose src channels run in passes of float partial sums:
     (1, 256, 24, 5, 5, 3, 3, 1, 1, 1, 1),
+    # Contiguous calls routed through the NHWC kernels on copies on wide images (32-wide rows
+    # fold in no instantiation): a 3x3 weight gradient, and a 3x3/2 input gradient
+    (2, 16, 16, 10, 32, 3, 3, 1, 1, 1, 1),
+    (2, 16, 16, 20, 64, 3, 3, 2, 1, 1, 1),
 ]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 

@@ -98,16 +98,43 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
          dst.is_contiguous(cl) && suits_channels_last(k, g, src, packed_taps);
 }
 
-// NCHW calls that the channels-last kernels run faster, copies in and out included (measured:
-// bench/NOTES.md v8): narrow images (rows the NCHW kernels fold, most of a vector's pixel
-// lanes idle otherwise) of depthwise layers, for every op, and of every layer's weight
-// gradient (no lane sums).
-bool faster_as_channels_last(const IsaKernels* k, const Geometry& g, const at::Tensor& src,
-                             int64_t packed_taps) {
+// NCHW calls that the channels-last kernels run faster, copies in and out included (measured
+// layer by layer, 2 threads: bench/NOTES.md v8 and v9). `g` is the call's forward form (an
+// input-gradient phase for that op), `strided` the op's stride.
+// - Narrow images (rows the NCHW kernels fold, most of a vector's pixel lanes idle otherwise):
+//   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
+//   splits each row into phases); every weight gradient.
+// - Weight gradients on any image, for kernels of more than one tap or strided ones, depthwise
+//   aside: the NCHW kernels add 16 lanes per weight element per chunk, the NHWC ones none
+//   (64->64 3x3 on 56x56 1.73 -> 1.18, 128->128 on 28x28 1.82 -> 1.08). An unstrided 1x1 on a
+//   wide image stays NCHW (0.56; 2.03 via NHWC), and so does a wide depthwise layer.
+// - Input gradients of strided kernels of more than one tap (128->256 3x3/2 on 28x28: 1.42 ->
+//   1.01); a strided 1x1's one phase stays NCHW (0.61; 0.68 via NHWC).
+enum class Op { forward, input_grad, weight_grad };
+
+// The copies (src and dst, or grad_output for the weight gradient) stay within 32 MiB, so that
+// the route never costs scratch on the scale of a large image's tensors.
+constexpr int64_t kMaxLayoutCopyBytes = int64_t{32} << 20;
+
+bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
+                             const at::Tensor& src, int64_t packed_taps, bool strided) {
   if (!suits_channels_last(k, g, src, packed_taps)) return false;
+  const int64_t copied = g.batch * (g.in_channels * g.input_plane() +
+                                    g.out_channels * g.output_plane()) * src.element_size();
+  if (copied > kMaxLayoutCopyBytes) return false;
   const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
-  return (depthwise || packed_taps == 0) && folds(g, contiguous_dst_layout(g), k->float_lanes);
+  if (folds(g, contiguous_dst_layout(g), k->float_lanes))
+    return depthwise || strided || op == Op::weight_grad;
+  if (depthwise) return false;
+  switch (op) {
+    case Op::weight_grad: return g.kernel_area() > 1 || strided;
+    case Op::input_grad: return strided && packed_taps > 1;  // the op's taps, not the phase's
+    case Op::forward: return false;
+  }
+  return false;
 }
+
+bool strided(const Geometry& g) { return g.rows.stride > 1 || g.cols.stride > 1; }
 
 at::Tensor nchw(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
 at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
@@ -128,7 +155,7 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, g, input, output, taps))
     return k->channels_last.forward(g, input, weight, bias, output);
-  if (faster_as_channels_last(k, g, input, taps))
+  if (faster_as_channels_last(k, Op::forward, g, input, taps, strided(g)))
     return into(output, [&](const at::Tensor& out) {
       k->channels_last.forward(g, nhwc(input), weight, bias, out);
     }, at::MemoryFormat::ChannelsLast);
@@ -173,7 +200,7 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, phase, grad_output, grad_input, taps))
     return k->channels_last.input_grad(g, grad_output, weight, grad_input);
-  if (faster_as_channels_last(k, phase, grad_output, taps))
+  if (faster_as_channels_last(k, Op::input_grad, phase, grad_output, taps, strided(g)))
     return into(grad_input, [&](const at::Tensor& out) {
       k->channels_last.input_grad(g, nhwc(grad_output), weight, out);
     }, at::MemoryFormat::ChannelsLast);
@@ -188,7 +215,7 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
   const IsaKernels* k = fast_path_for(g);
   into(grad_weight, [&](const at::Tensor& out) {
     if (takes_channels_last(k, g, input, grad_output, 0) ||
-        faster_as_channels_last(k, g, input, 0))
+        faster_as_channels_last(k, Op::weight_grad, g, input, 0, strided(g)))
       return k->channels_last.weight_grad(g, nhwc(input), nhwc(grad_output), out);
     if (k) return k->ops.weight_grad(g, nchw(input), nchw(grad_output), out);
     portable::weight_grad(g, nchw(input), nchw(grad_output), out);
