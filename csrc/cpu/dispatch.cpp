@@ -104,10 +104,11 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 // - Narrow images (rows the NCHW kernels fold, most of a vector's pixel lanes idle otherwise):
 //   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
 //   splits each row into phases); every weight gradient.
-// - Weight gradients on any image, for kernels of more than one tap or strided ones, depthwise
-//   aside: the NCHW kernels add 16 lanes per weight element per chunk, the NHWC ones none
-//   (64->64 3x3 on 56x56 1.73 -> 1.18, 128->128 on 28x28 1.82 -> 1.08). An unstrided 1x1 on a
-//   wide image stays NCHW (0.56; 2.03 via NHWC), and so does a wide depthwise layer.
+// - Weight gradients on any image, for kernels of more than one tap or strided ones, with at
+//   least 8 src channels a group, depthwise aside: the NCHW kernels add 16 lanes per weight
+//   element per chunk, the NHWC ones none (64->64 3x3 on 56x56 1.73 -> 1.18, 128->128 on
+//   28x28 1.82 -> 1.08). An unstrided 1x1 on a wide image stays NCHW (0.56; 2.03 via NHWC),
+//   and so do a wide depthwise layer and a 3-channel stem.
 // - Input gradients of strided kernels of more than one tap (128->256 3x3/2 on 28x28: 1.42 ->
 //   1.01); a strided 1x1's one phase stays NCHW (0.61; 0.68 via NHWC).
 enum class Op { forward, input_grad, weight_grad };
@@ -127,7 +128,10 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
     return depthwise || strided || op == Op::weight_grad;
   if (depthwise) return false;
   switch (op) {
-    case Op::weight_grad: return g.kernel_area() > 1 || strided;
+    // at least a full NHWC tile of src channels (8): a 3-channel stem's tiles split 2 + 1, and
+    // its weight gradient ran 1.25 NCHW, 2.5 via NHWC
+    case Op::weight_grad:
+      return g.in_channels_per_group() >= 8 && (g.kernel_area() > 1 || strided);
     case Op::input_grad: return strided && packed_taps > 1;  // the op's taps, not the phase's
     case Op::forward: return false;
   }
