@@ -113,15 +113,14 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 //   1.01); a strided 1x1's one phase stays NCHW (0.61; 0.68 via NHWC).
 enum class Op { forward, input_grad, weight_grad };
 
-// The copies (src and dst, or grad_output for the weight gradient) stay within 32 MiB, so that
+// The copies (`copied`: the two tensors the route copies, in bytes) stay within 32 MiB, so that
 // the route never costs scratch on the scale of a large image's tensors.
 constexpr int64_t kMaxLayoutCopyBytes = int64_t{32} << 20;
 
 bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
-                             const at::Tensor& src, int64_t packed_taps, bool strided) {
+                             const at::Tensor& src, int64_t packed_taps, bool strided,
+                             int64_t copied) {
   if (!suits_channels_last(k, g, src, packed_taps)) return false;
-  const int64_t copied = g.batch * (g.in_channels * g.input_plane() +
-                                    g.out_channels * g.output_plane()) * src.element_size();
   if (copied > kMaxLayoutCopyBytes) return false;
   const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
   if (folds(g, contiguous_dst_layout(g), k->float_lanes))
@@ -159,7 +158,8 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, g, input, output, taps))
     return k->channels_last.forward(g, input, weight, bias, output);
-  if (faster_as_channels_last(k, Op::forward, g, input, taps, strided(g)))
+  if (faster_as_channels_last(k, Op::forward, g, input, taps, strided(g),
+                              input.nbytes() + output.nbytes()))
     return into(output, [&](const at::Tensor& out) {
       k->channels_last.forward(g, nhwc(input), weight, bias, out);
     }, at::MemoryFormat::ChannelsLast);
@@ -204,7 +204,8 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, phase, grad_output, grad_input, taps))
     return k->channels_last.input_grad(g, grad_output, weight, grad_input);
-  if (faster_as_channels_last(k, Op::input_grad, phase, grad_output, taps, strided(g)))
+  if (faster_as_channels_last(k, Op::input_grad, phase, grad_output, taps, strided(g),
+                              grad_output.nbytes() + grad_input.nbytes()))
     return into(grad_input, [&](const at::Tensor& out) {
       k->channels_last.input_grad(g, nhwc(grad_output), weight, out);
     }, at::MemoryFormat::ChannelsLast);
@@ -219,7 +220,8 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
   const IsaKernels* k = fast_path_for(g);
   into(grad_weight, [&](const at::Tensor& out) {
     if (takes_channels_last(k, g, input, grad_output, 0) ||
-        faster_as_channels_last(k, Op::weight_grad, g, input, 0, strided(g)))
+        faster_as_channels_last(k, Op::weight_grad, g, input, 0, strided(g),
+                                input.nbytes() + grad_output.nbytes()))
       return k->channels_last.weight_grad(g, nhwc(input), nhwc(grad_output), out);
     if (k) return k->ops.weight_grad(g, nchw(input), nchw(grad_output), out);
     portable::weight_grad(g, nchw(input), nchw(grad_output), out);
