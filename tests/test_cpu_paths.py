@@ -62,6 +62,15 @@ GEOMETRIES = [
     # fold in no instantiation): a 3x3 weight gradient, and a 3x3/2 input gradient
     (2, 16, 16, 10, 32, 3, 3, 1, 1, 1, 1),
     (2, 16, 16, 20, 64, 3, 3, 2, 1, 1, 1),
+    # Maps of a few pixels (a CIFAR-sized ResNet's last stages): the taps that read only
+    # padding are cut off (forward_form.h: drop_padding_taps), and contiguous calls on maps of
+    # at most half a vector go through the NHWC kernels, whose tiles take pixels of several
+    # images: 1x1 maps (only the centre tap kept), 2x2 maps, a 3x3/2 layer onto 2x2, and a
+    # dilated 5x5 that loses taps at both ends of both axes.
+    (16, 32, 40, 1, 1, 3, 3, 1, 1, 1, 1),
+    (8, 24, 40, 2, 2, 3, 3, 1, 1, 1, 1),
+    (8, 24, 40, 4, 4, 3, 3, 2, 1, 1, 1),
+    (4, 8, 12, 2, 3, 5, 5, 1, (2, 4), (1, 2), 1),
 ]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
@@ -202,6 +211,35 @@ def test_a_non_finite_weight_sends_the_input_gradient_to_the_portable_kernels(is
     expected = torch.nn.grad.conv2d_input((2, 6, 12, 12), w.double(), gy.double(), 1, 1)
     assert torch.equal(gx.isnan(), expected.isnan()) and not gx.isnan().all()
     assert torch.equal(gx.isinf(), expected.isinf())
+
+
+@pytest.mark.parametrize("memory_format", FORMATS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("isa", FAST_CPU_ISAS)
+def test_an_inf_weight_on_a_tap_that_reads_only_padding_still_makes_nan(isa, dtype,
+                                                                        memory_format):
+    # On 1x1 maps a 3x3 kernel with padding 1 reads the input through its centre tap only, and
+    # the fast path drops the other eight; F.conv2d's definition multiplies their weights by
+    # the padding's zeros, so an inf there makes its output channel NaN (float64 F.conv2d
+    # does; oneDNN's float32 skips the padding): such a call takes the portable kernels.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 32, 1, 1, generator=gen).to(dtype).contiguous(memory_format=memory_format)
+    w = torch.randn(40, 32, 3, 3, generator=gen).to(dtype)
+    w[2, 3, 0, 0] = float("inf")
+    with cpu_isa(isa):
+        y = corr2d_ext.conv2d(x, w, None, 1, 1)
+    expected = F.conv2d(x.double(), w.double(), None, 1, 1)
+    assert expected[:, 2].isnan().all()
+    assert torch.equal(y.isnan(), expected.isnan())
+    finite = [c for c in range(40) if c != 2]
+    assert_all_close([y[:, finite].double()], [expected[:, finite]], ("output",),
+                     **TOLERANCES[dtype])
+    # And with a finite weight the same call drops the taps and still matches.
+    w[2, 3, 0, 0] = 1.0
+    with cpu_isa(isa):
+        y = corr2d_ext.conv2d(x, w, None, 1, 1)
+    assert_all_close([y.double()], [F.conv2d(x.double(), w.double(), None, 1, 1)], ("output",),
+                     **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize("isa", FAST_CPU_ISAS)

@@ -103,7 +103,8 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 // input-gradient phase for that op), `strided` the op's stride.
 // - Narrow images (rows the NCHW kernels fold, most of a vector's pixel lanes idle otherwise):
 //   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
-//   splits each row into phases); every weight gradient.
+//   splits each row into phases); every weight gradient; every op on maps of at most half a
+//   vector of pixels.
 // - Weight gradients on any image, for kernels of more than one tap or strided ones, with at
 //   least 8 src channels a group, depthwise aside: the NCHW kernels add 16 lanes per weight
 //   element per chunk, the NHWC ones none (64->64 3x3 on 56x56 1.73 -> 1.18, 128->128 on
@@ -123,8 +124,11 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
   if (!suits_channels_last(k, g, src, packed_taps)) return false;
   if (copied > kMaxLayoutCopyBytes) return false;
   const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
+  // Maps of at most half a vector (1x1 and 2x2 in a CIFAR-sized ResNet's last stages): NCHW
+  // fills one vector an image with them, NHWC tiles take pixels of several images.
   if (folds(g, contiguous_dst_layout(g), k->float_lanes))
-    return depthwise || strided || op == Op::weight_grad;
+    return depthwise || strided || op == Op::weight_grad ||
+           2 * g.output_plane() <= k->float_lanes;
   if (depthwise) return false;
   switch (op) {
     // at least a full NHWC tile of src channels (8): a 3-channel stem's tiles split 2 + 1, and
@@ -152,9 +156,14 @@ void into(const at::Tensor& result, const Run& run,
   result.copy_(r);
 }
 
+bool all_finite(const at::Tensor& t);
+
 void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const IsaKernels* k = fast_path_for(g);
+  // The fast path skips the taps that read only padding, whose inf or NaN weights would make
+  // F.conv2d's NaN (forward_form.h: has_padding_taps).
+  if (k && has_padding_taps(g) && !all_finite(weight)) k = nullptr;
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, g, input, output, taps))
     return k->channels_last.forward(g, input, weight, bias, output);

@@ -314,13 +314,14 @@ ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors
   block_vectors = std::min<int64_t>(vectors, max_vectors);
   group_blocks = div_up(vectors, block_vectors);
   blocks = depthwise ? group_blocks : g.groups * group_blocks;
-  pixels = g.output_plane();
+  pixels = g.batch * g.output_plane();
   // A task's pixels, read once per block of dst channels, should stay in L2: a few hundred
-  // pixels, fewer where the batch alone does not make enough tasks.
+  // pixels (of several images where the maps are small), and their blocks split where that
+  // does not make enough tasks.
   chunk = std::min<int64_t>(pixels, 256);
   chunks = div_up(pixels, chunk);
-  pieces = std::clamp<int64_t>(div_up(kMinTasks, g.batch * chunks), 1, blocks);
-  tasks = g.batch * chunks * pieces;
+  pieces = std::clamp<int64_t>(div_up(kMinTasks, chunks), 1, blocks);
+  tasks = chunks * pieces;
 }
 
 }  // namespace cpu

@@ -222,11 +222,11 @@ struct ChannelsLastPlan {
   int64_t block_vectors;  // vectors per tile; a group's last block may have fewer
   int64_t group_blocks;   // blocks per group (depthwise: in all)
   int64_t blocks;         // (group, block) pairs in all
-  int64_t pixels;         // dst pixels of one image
-  int64_t chunk;          // dst pixels per task
-  int64_t chunks;         // per image
+  int64_t pixels;         // dst pixels of the batch, in raster order (n, y, x)
+  int64_t chunk;          // dst pixels per task (across images, where the maps are small)
+  int64_t chunks;         // in all
   int64_t pieces;         // each chunk's blocks split this many ways, for enough tasks
-  int64_t tasks;          // batch * chunks * pieces
+  int64_t tasks;          // chunks * pieces
 
   ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors);
 };

@@ -460,8 +460,11 @@ void forward_slots(const SlotTable& st, const typename V::scalar* slab, int64_t 
 // dst = correlation of src with the weight (read through `wl`) + bias, in forward form,
 // written through `dl`.
 template <typename V, typename T>
-void correlate(const Geometry& g, const WeightLayout& wl, const DstLayout& dl, const T* src,
-               const T* w, const T* bias, T* dst) {
+void correlate(const Geometry& g_in, const WeightLayout& wl_in, const DstLayout& dl,
+               const T* src, const T* w, const T* bias, T* dst) {
+  Geometry g = g_in;
+  WeightLayout wl = wl_in;
+  drop_padding_taps(g, wl);
   using S = typename V::scalar;
   static constexpr ForwardVectors<V> kVectors{};
   constexpr bool kSameType = std::is_same_v<T, S>;
@@ -671,11 +674,13 @@ CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t
   }
 }
 
-// The pixels [p0, p0 + P) of one image (fewer at the chunk's end: the others read zeros and
-// write to `sink`), channel offsets c_src and c_dst, then one tile.
+// The pixels [p0, p1) of the batch in raster order (n, y, x), P a tile (fewer at the end: the
+// others read zeros and write to `sink`), channel offsets c_src and c_dst. A tile's pixels may
+// lie in different images, so that small maps fill it (1x1 maps, one pixel an image, left 5
+// of 6 pixels idle when tiles stayed within an image).
 template <typename V, typename T, int CV, bool DEPTHWISE>
-CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, const T* src_n,
-                                       T* dst_n, const T* zeros, T* sink, int64_t p0,
+CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, const T* src,
+                                       T* dst, const T* zeros, T* sink, int64_t p0,
                                        int64_t p1, int64_t c_src, int64_t c_dst,
                                        const typename V::scalar* w,
                                        const typename V::scalar* bias, int valid) {
@@ -683,7 +688,8 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
   const Axis& rows = g.rows;
   const Axis& cols = g.cols;
   const int64_t taps = g.kernel_area(), cin = g.in_channels_per_group();
-  const int64_t C = g.in_channels, W = g.cols.output;
+  const int64_t C = g.in_channels, W = g.cols.output, plane = g.output_plane();
+  const int64_t src_image = g.input_plane() * C;
   std::vector<const T*> reads(taps * P);
   T* out[P];
   // Src channels in passes whose weights (taps x channels x CV vectors) stay in L1 and L2
@@ -696,12 +702,15 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
     const int64_t i1 = std::min(cin, i0 + pass);
     for (int64_t q0 = p0; q0 < p1; q0 += P) {
       int64_t iy[P], ix[P];
+      const T* src_n[P];
       for (int p = 0; p < P; ++p) {
         const int64_t q = std::min(q0 + p, p1 - 1);
-        const int64_t y = q / W, x = q % W;
+        const int64_t n = q / plane, y = q % plane / W, x = q % W;
         iy[p] = y * rows.stride - rows.padding;
         ix[p] = x * cols.stride - cols.padding;
-        out[p] = q0 + p < p1 ? dst_n + y * dl.row + x * dl.col + c_dst : sink;
+        src_n[p] = src + n * src_image;
+        out[p] = q0 + p < p1 ? dst + n * dl.image + dl.offset + y * dl.row + x * dl.col + c_dst
+                             : sink;
       }
       for (int64_t kh = 0; kh < rows.kernel; ++kh)
         for (int64_t kw = 0; kw < cols.kernel; ++kw) {
@@ -709,7 +718,7 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
           for (int p = 0; p < P; ++p) {
             const int64_t r = iy[p] + kh * rows.dilation, c = ix[p] + kw * cols.dilation;
             const bool inside = r >= 0 && r < rows.input && c >= 0 && c < cols.input;
-            a[p] = (inside ? src_n + (r * cols.input + c) * C : zeros) + c_src;
+            a[p] = (inside ? src_n[p] + (r * cols.input + c) * C : zeros) + c_src;
           }
         }
       S* at_sums = sums.empty() ? nullptr : sums.data() + (q0 - p0) * CV * V::lanes;
@@ -722,8 +731,12 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
 // dst = correlation of src with the weight (read through `wl`) + bias, in forward form, src
 // NHWC and dst written through `dl` with contiguous channels (dl.channel == 1).
 template <typename V, typename T>
-void correlate_channels_last(const Geometry& g, const WeightLayout& wl, const DstLayout& dl,
-                             const T* src, const T* w, const T* bias, T* dst) {
+void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
+                             const DstLayout& dl, const T* src, const T* w, const T* bias,
+                             T* dst) {
+  Geometry g = g_in;
+  WeightLayout wl = wl_in;
+  drop_padding_taps(g, wl);
   using S = typename V::scalar;
   constexpr int L = V::lanes;
   const ChannelsLastPlan plan(g, L, channels_last_max_vectors<V>());
@@ -768,18 +781,13 @@ void correlate_channels_last(const Geometry& g, const WeightLayout& wl, const Ds
   // What a window reads where it lies in the padding: zeros for every src channel and one
   // vector more (a depthwise tile reads whole vectors from its first channel).
   const std::vector<T> zeros(g.in_channels + padded + L, T(0));
-  const int64_t src_image = g.input_plane() * g.in_channels;
 
   at::parallel_for(0, plan.tasks, 1, [&](int64_t begin, int64_t end) {
     T sink[4 * L];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t piece = task % plan.pieces;
-      const int64_t image_chunk = task / plan.pieces;
-      const int64_t n = image_chunk / plan.chunks;
-      const int64_t p0 = (image_chunk % plan.chunks) * plan.chunk;
+      const int64_t p0 = task / plan.pieces * plan.chunk;
       const int64_t p1 = std::min(plan.pixels, p0 + plan.chunk);
-      const T* src_n = src + n * src_image;
-      T* dst_n = dst + n * dl.image + dl.offset;
       for (int64_t u = piece * plan.blocks / plan.pieces;
            u < (piece + 1) * plan.blocks / plan.pieces; ++u) {
         const int64_t grp = u / plan.group_blocks, blk = u % plan.group_blocks;
@@ -796,10 +804,10 @@ void correlate_channels_last(const Geometry& g, const WeightLayout& wl, const Ds
 #define CORR2D_CHANNELS_LAST(K)                                                                \
   case K:                                                                                      \
     if (plan.depthwise)                                                                        \
-      channels_last_tiles<V, T, K, true>(g, dl, src_n, dst_n, zeros.data(), sink, p0, p1,      \
+      channels_last_tiles<V, T, K, true>(g, dl, src, dst, zeros.data(), sink, p0, p1,      \
                                          c_src, c_dst, wb, bb, valid);                         \
     else                                                                                       \
-      channels_last_tiles<V, T, K, false>(g, dl, src_n, dst_n, zeros.data(), sink, p0, p1,     \
+      channels_last_tiles<V, T, K, false>(g, dl, src, dst, zeros.data(), sink, p0, p1,     \
                                           c_src, c_dst, wb, bb, valid);                        \
     break;
         switch (nv) {
