@@ -315,11 +315,12 @@ ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors
   group_blocks = div_up(vectors, block_vectors);
   blocks = depthwise ? group_blocks : g.groups * group_blocks;
   pixels = g.batch * g.output_plane();
-  // A task's pixels, read once per block of dst channels, should stay in L2: a few hundred
-  // pixels (of several images where the maps are small), and their blocks split where that
-  // does not make enough tasks.
-  chunk = std::min<int64_t>(pixels, 256);
-  chunks = div_up(pixels, chunk);
+  // A task's pixels, read once per block of dst channels, should stay in L2: at most 256 (of
+  // several images where the maps are small), in chunks of equal size (8 14x14 maps in chunks
+  // of 256 left a last one of 32, and one thread a quarter more work than the other), and
+  // their blocks split where that does not make enough tasks.
+  chunks = div_up(pixels, 256);
+  chunk = div_up(pixels, chunks);
   pieces = std::clamp<int64_t>(div_up(kMinTasks, chunks), 1, blocks);
   tasks = chunks * pieces;
 }
