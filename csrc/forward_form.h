@@ -38,7 +38,7 @@ inline WeightLayout forward_weight_layout(const Geometry& g) {
 // kept. The output is unchanged; the multiply-adds by zeros are gone. A 3x3 kernel with padding
 // 1 on a 1x1 map (a CIFAR-sized ResNet's last stage) keeps its centre tap: 1 in 9 of the work.
 // An axis with no tap inside the input at all is left as it is.
-inline void drop_padding_taps(Axis& a, int64_t& tap_step, int64_t& offset) {
+inline void drop_padding_taps(Axis& a, int64_t tap_step, int64_t& offset) {
   const auto reads_input = [&](int64_t k) { return a.output_begin(k) < a.output_end(k); };
   int64_t first = 0, last = a.kernel - 1;
   while (first <= last && !reads_input(first)) ++first;

@@ -156,28 +156,6 @@ void into(const at::Tensor& result, const Run& run,
   result.copy_(r);
 }
 
-bool all_finite(const at::Tensor& t);
-
-void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
-             const std::optional<at::Tensor>& bias, const at::Tensor& output) {
-  const IsaKernels* k = fast_path_for(g);
-  // The fast path skips the taps that read only padding, whose inf or NaN weights would make
-  // F.conv2d's NaN (forward_form.h: has_padding_taps).
-  if (k && has_padding_taps(g) && !all_finite(weight)) k = nullptr;
-  const int64_t taps = g.kernel_area();
-  if (takes_channels_last(k, g, input, output, taps))
-    return k->channels_last.forward(g, input, weight, bias, output);
-  if (faster_as_channels_last(k, Op::forward, g, input, taps, strided(g),
-                              input.nbytes() + output.nbytes()))
-    return into(output, [&](const at::Tensor& out) {
-      k->channels_last.forward(g, nhwc(input), weight, bias, out);
-    }, at::MemoryFormat::ChannelsLast);
-  into(output, [&](const at::Tensor& out) {
-    if (k) return k->ops.forward(g, nchw(input), weight, bias, out);
-    portable::forward(g, nchw(input), weight, bias, out);
-  });
-}
-
 // Whether no element has an exponent of all ones (inf or NaN), in one pass over the bits (a
 // loop the compiler vectorizes), allocating nothing: `weight.isfinite().all()` makes a bool
 // tensor of the weight's size, which cost the input gradient of a 512->512 layer a fifth.
@@ -199,6 +177,26 @@ bool all_finite(const at::Tensor& t) {
     case at::kBFloat16: return no_inf_or_nan<uint16_t>(p, n, 0x7f80u);
     default: return t.isfinite().all().item<bool>();
   }
+}
+
+void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,
+             const std::optional<at::Tensor>& bias, const at::Tensor& output) {
+  const IsaKernels* k = fast_path_for(g);
+  // The fast path skips the taps that read only padding, whose inf or NaN weights would make
+  // F.conv2d's NaN (forward_form.h: has_padding_taps).
+  if (k && has_padding_taps(g) && !all_finite(weight)) k = nullptr;
+  const int64_t taps = g.kernel_area();
+  if (takes_channels_last(k, g, input, output, taps))
+    return k->channels_last.forward(g, input, weight, bias, output);
+  if (faster_as_channels_last(k, Op::forward, g, input, taps, strided(g),
+                              input.nbytes() + output.nbytes()))
+    return into(output, [&](const at::Tensor& out) {
+      k->channels_last.forward(g, nhwc(input), weight, bias, out);
+    }, at::MemoryFormat::ChannelsLast);
+  into(output, [&](const at::Tensor& out) {
+    if (k) return k->ops.forward(g, nchw(input), weight, bias, out);
+    portable::forward(g, nchw(input), weight, bias, out);
+  });
 }
 
 void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tensor& weight,
