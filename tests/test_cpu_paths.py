@@ -53,6 +53,10 @@ GEOMETRIES = [
     # vector part-filled (13 and 20 channels in 16 lanes, 20 in 8), src channels that leave
     # narrower weight-gradient tiles (7 = 6 + 1, 4 + 2 + 1), a 7x7/2 stem's 3 channels:
     (2, 20, 20, 9, 9, 3, 3, 1, 1, 1, 20),  # depthwise, the last vector ends the tensor
+    # depthwise tiles run every channel block (8 lanes: 3 + 2 vectors, 3 + 3 + 3; 16 lanes: 3
+    # part-filled, 4 + 1) at each tile's addresses, tiles across the images' seams
+    (2, 40, 40, 9, 11, 3, 3, 1, 1, 1, 40),
+    (3, 72, 72, 6, 7, 3, 3, 2, 1, 1, 72),
     (2, 5, 13, 10, 9, 3, 3, 2, 1, 1, 1),
     (2, 7, 24, 8, 8, 3, 3, 1, 1, 1, 1),
     (2, 3, 16, 23, 21, 7, 7, 2, 3, 1, 1),
