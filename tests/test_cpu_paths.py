@@ -57,6 +57,10 @@ GEOMETRIES = [
     # part-filled, 4 + 1) at each tile's addresses, tiles across the images' seams
     (2, 40, 40, 9, 11, 3, 3, 1, 1, 1, 40),
     (3, 72, 72, 6, 7, 3, 3, 2, 1, 1, 72),
+    # ... and so do stems with few weights (8 lanes: 3 + 2 vectors, 3 + 3 + 3; 16 lanes: 3
+    # part-filled, 4 + 1)
+    (2, 3, 40, 12, 13, 3, 3, 2, 1, 1, 1),
+    (2, 3, 72, 12, 13, 3, 3, 2, 1, 1, 1),
     (2, 5, 13, 10, 9, 3, 3, 2, 1, 1, 1),
     (2, 7, 24, 8, 8, 3, 3, 1, 1, 1, 1),
     (2, 3, 16, 23, 21, 7, 7, 2, 3, 1, 1),

@@ -34,6 +34,9 @@ constexpr int64_t kMinChunkVectors = 128;
 // stage and pack their own (per thread, bounded by kSlabBytes and the lane buffer).
 constexpr int64_t kSharedStageBytes = 24 << 20;
 constexpr int64_t kPackedWeightBytes = 16 << 20;
+// The channels-last forward runs every block inside each tile where all of a layer's packed
+// weights (as float) stay in L1 with room for the tiles' src: a 3-channel stem's 3.5 KiB.
+constexpr int64_t kInsideTilesWeightBytes = 16 << 10;
 
 int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -323,6 +326,8 @@ ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors
   chunk = div_up(pixels, chunks);
   pieces = std::clamp<int64_t>(div_up(kMinTasks, chunks), 1, blocks);
   tasks = chunks * pieces;
+  const int64_t weights = g.kernel_area() * g.in_channels_per_group() * vectors * lanes;
+  blocks_inside_tiles = depthwise || (g.groups == 1 && weights * 4 <= kInsideTilesWeightBytes);
 }
 
 }  // namespace cpu

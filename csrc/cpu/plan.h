@@ -227,6 +227,10 @@ struct ChannelsLastPlan {
   int64_t chunks;         // in all
   int64_t pieces;         // each chunk's blocks split this many ways, for enough tasks
   int64_t tasks;          // chunks * pieces
+  // Whether a tile's addresses serve every block of its piece (channels_last_block_tiles):
+  // depthwise layers, and ungrouped ones whose weights (every block's) stay in L1, where
+  // computing a tile's addresses costs as much as its sums.
+  bool blocks_inside_tiles;
 
   ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors);
 };

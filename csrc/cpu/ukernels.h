@@ -603,6 +603,8 @@ constexpr int64_t channels_last_pass(int64_t taps, int cv) {
       8, (64 * 1024) / (taps * cv * V::lanes * static_cast<int64_t>(sizeof(typename V::scalar))));
 }
 
+// `c`, a channel offset added to where the tile writes (depthwise: and reads), lets one tile's
+// addresses serve several channel blocks (channels_last_block_tiles).
 template <typename V, typename T, int P, int CV, bool DEPTHWISE>
 CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t cin,
                                       int64_t i0, int64_t i1, const typename V::scalar* w,
@@ -747,20 +749,21 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
   }
 }
 
-// Depthwise: the pixels [p0, p1) as above, each tile through the channel blocks [u0, u1) of
-// CV vectors (the last may have fewer), so that the tile's addresses serve every block: per
-// block they cost as much as its 9 multiply-adds a lane (192 channels on 28x28, 2.0x
-// oneDNN's time). `sink` holds every channel.
-template <typename V, typename T, int CV>
-CORR2D_TARGET void channels_last_depthwise_tiles(const Geometry& g, const DstLayout& dl,
-                                                 const T* src, T* dst, const T* zeros,
-                                                 T* sink, int64_t p0, int64_t p1, int64_t u0,
-                                                 int64_t u1, int64_t vectors,
-                                                 const typename V::scalar* w,
-                                                 const typename V::scalar* bias) {
+// The pixels [p0, p1) as above, each tile through the channel blocks [u0, u1) of CV vectors
+// (the last may have fewer) of a depthwise layer, or of an ungrouped one whose weights are
+// few (ChannelsLastPlan::blocks_inside_tiles), so that the tile's addresses serve every block:
+// per block they cost as much as a depthwise tile's 9 multiply-adds a lane (192 channels on
+// 28x28: 2.0x oneDNN's time), and half a 3-channel stem's 27. `sink` holds every channel.
+template <typename V, typename T, int CV, bool DEPTHWISE>
+CORR2D_TARGET void channels_last_block_tiles(const Geometry& g, const DstLayout& dl,
+                                             const T* src, T* dst, const T* zeros, T* sink,
+                                             int64_t p0, int64_t p1, int64_t u0, int64_t u1,
+                                             int64_t vectors, const typename V::scalar* w,
+                                             const typename V::scalar* bias) {
   constexpr int P = channels_last_pixels<V>(CV);
   constexpr int L = V::lanes;
-  const int64_t taps = g.kernel_area();
+  const int64_t taps = g.kernel_area(), cin = g.in_channels_per_group();
+  const int64_t channels = DEPTHWISE ? g.out_channels : g.out_channels_per_group();
   std::vector<const T*> reads(taps * P);
   T* out[P];
   for (int64_t q0 = p0; q0 < p1; q0 += P) {
@@ -769,21 +772,24 @@ CORR2D_TARGET void channels_last_depthwise_tiles(const Geometry& g, const DstLay
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t v0 = u * CV;
       const int nv = static_cast<int>(std::min<int64_t>(CV, vectors - v0));
-      const int valid =
-          static_cast<int>(std::min<int64_t>(L, g.out_channels - (v0 + nv - 1) * L));
-      const typename V::scalar* wb = w + v0 * L * taps;  // the block's [tap][nv * L]
+      const int valid = static_cast<int>(std::min<int64_t>(L, channels - (v0 + nv - 1) * L));
+      const typename V::scalar* wb = w + v0 * L * taps * cin;  // the block's [tap][i][nv * L]
       const typename V::scalar* bb = bias + v0 * L;
       const int64_t c = v0 * L;
       // P pixels fit the registers of CV vectors, and so of fewer.
       const T* const* r = reads.data();
       if (nv == CV)
-        channels_last_tile<V, T, P, CV, true>(r, taps, 1, 0, 1, wb, bb, out, valid, nullptr, c);
+        channels_last_tile<V, T, P, CV, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
+                                                   nullptr, c);
       else if (CV > 2 && nv == 2)
-        channels_last_tile<V, T, P, 2, true>(r, taps, 1, 0, 1, wb, bb, out, valid, nullptr, c);
+        channels_last_tile<V, T, P, 2, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
+                                                  nullptr, c);
       else if (CV > 3 && nv == 3)
-        channels_last_tile<V, T, P, 3, true>(r, taps, 1, 0, 1, wb, bb, out, valid, nullptr, c);
+        channels_last_tile<V, T, P, 3, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
+                                                  nullptr, c);
       else
-        channels_last_tile<V, T, P, 1, true>(r, taps, 1, 0, 1, wb, bb, out, valid, nullptr, c);
+        channels_last_tile<V, T, P, 1, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
+                                                  nullptr, c);
     }
   }
 }
@@ -843,21 +849,27 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
   const std::vector<T> zeros(g.in_channels + padded + L, T(0));
 
   at::parallel_for(0, plan.tasks, 1, [&](int64_t begin, int64_t end) {
-    // A tile past the chunk's end writes here: every channel of a depthwise one.
-    std::vector<T> sink((plan.depthwise ? padded : 0) + 4 * L);
+    // A tile past the chunk's end writes here (every channel where blocks run inside tiles).
+    std::vector<T> sink((plan.blocks_inside_tiles ? padded : 0) + 4 * L);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t piece = task % plan.pieces;
       const int64_t p0 = task / plan.pieces * plan.chunk;
       const int64_t p1 = std::min(plan.pixels, p0 + plan.chunk);
       const int64_t u0 = piece * plan.blocks / plan.pieces;
       const int64_t u1 = (piece + 1) * plan.blocks / plan.pieces;
-      if (plan.depthwise) {
-        // Channels v0 * L.. of src and dst, block by block inside each tile.
+      if (plan.blocks_inside_tiles) {
+        // Depthwise: channels v0 * L.. of src and dst; otherwise every src channel and the
+        // block's dst channels.
 #define CORR2D_CHANNELS_LAST(K)                                                                \
   case K:                                                                                      \
-    channels_last_depthwise_tiles<V, T, K>(g, dl, src, dst, zeros.data(), sink.data(), p0, p1, \
-                                           u0, u1, plan.vectors, packed.get(),                 \
-                                           biases.data());                                     \
+    if (plan.depthwise)                                                                        \
+      channels_last_block_tiles<V, T, K, true>(g, dl, src, dst, zeros.data(), sink.data(), p0, \
+                                               p1, u0, u1, plan.vectors, packed.get(),         \
+                                               biases.data());                                 \
+    else                                                                                       \
+      channels_last_block_tiles<V, T, K, false>(g, dl, src, dst, zeros.data(), sink.data(),    \
+                                                p0, p1, u0, u1, plan.vectors, packed.get(),    \
+                                                biases.data());                                \
     break;
         switch (plan.block_vectors) {
           CORR2D_CHANNELS_LAST(4)
