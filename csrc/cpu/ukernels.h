@@ -158,7 +158,13 @@ struct RowSplit {
       const int64_t j0 = first(q), j1 = last(q);
       for (int64_t j = 0; j < j0; ++j) phase[j] = S(0);
       const T* from = row + q - padding;
-      for (int64_t j = j0; j < j1; ++j) phase[j] = static_cast<S>(from[j * stride]);
+      // Stride 2 (every strided layer of ResNet and MobileNet) as a constant, which the
+      // compiler vectorizes; the element-by-element copy was a third of a strided depthwise
+      // forward (576 channels 3x3/2 on 14x14, NCHW).
+      if (stride == 2)
+        for (int64_t j = j0; j < j1; ++j) phase[j] = static_cast<S>(from[2 * j]);
+      else
+        for (int64_t j = j0; j < j1; ++j) phase[j] = static_cast<S>(from[j * stride]);
       for (int64_t j = j1; j < phase_len; ++j) phase[j] = S(0);
     }
   }
