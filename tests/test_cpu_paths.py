@@ -38,6 +38,10 @@ GEOMETRIES = [
     (2, 6, 6, 11, 13, 3, 3, 1, 2, 2, 3),  # dilated, grouped, 11x13
     (3, 4, 4, 9, 9, 3, 3, 1, 1, 1, 4),  # depthwise 9x9
     (2, 5, 7, 12, 10, 3, 5, (1, 2), (1, 2), 1, 1),  # 10x5 output, column stride 2
+    # ... and so do channel-rich layers at stride 1 whose rows end in a part-filled vector (30
+    # columns in 16, 8 and 4 lanes): whole images in a block, and row blocks of a tall image
+    (2, 16, 20, 6, 30, 3, 3, 1, 1, 1, 1),
+    (1, 16, 16, 40, 30, 3, 3, 1, 1, 1, 1),
     # 1x1 at stride 1 without padding reads its src in place (float32/float64; plan.h: Slab),
     # the forward with each image's last vector moved back to end at its last pixel:
     (3, 16, 24, 14, 14, 1, 1, 1, 0, 1, 1),  # 196 pixels: whole vectors and an overlapping one
