@@ -101,7 +101,7 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 // NCHW calls that the channels-last kernels run faster, copies in and out included (measured
 // layer by layer, 2 threads: bench/NOTES.md v8 and v9). `g` is the call's forward form (an
 // input-gradient phase for that op), `strided` the op's stride.
-// - Narrow images (rows the NCHW kernels fold, most of a vector's pixel lanes idle otherwise):
+// - Narrow images (has_narrow_rows: the NCHW kernels fold, most of a vector's pixel lanes idle otherwise):
 //   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
 //   splits each row into phases); every weight gradient; every op on maps of at most half a
 //   vector of pixels.
@@ -126,7 +126,7 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
   const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
   // Maps of at most half a vector (1x1 and 2x2 in a CIFAR-sized ResNet's last stages): NCHW
   // fills one vector an image with them, NHWC tiles take pixels of several images.
-  if (folds(g, contiguous_dst_layout(g), k->float_lanes))
+  if (has_narrow_rows(g, k->float_lanes))
     return depthwise || strided || op == Op::weight_grad ||
            2 * g.output_plane() <= k->float_lanes;
   if (depthwise) return false;

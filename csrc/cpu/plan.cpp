@@ -70,12 +70,16 @@ DstLayout channels_last(const DstLayout& nchw, int64_t channels) {
   return {nchw.image, 1, nchw.row * channels, nchw.col * channels, nchw.offset * channels};
 }
 
+bool has_narrow_rows(const Geometry& g, int lanes) {
+  // By rows, a dst row takes round_up(w, lanes) lanes; narrow when fewer than 4 in 5 work.
+  const int64_t w = g.cols.output;
+  return 5 * w < 4 * round_up(w, lanes);
+}
+
 bool folds(const Geometry& g, const DstLayout&, int lanes) {
   // Folded vectors run across dst rows (in a dst whose rows are not contiguous, as an
   // input-gradient phase's, each lane is stored on its own: SlotTable::lane_off).
-  const int64_t w = g.cols.output;
-  // By rows, a dst row takes round_up(w, lanes) lanes; fold when fewer than 4 in 5 would work.
-  if (5 * w < 4 * round_up(w, lanes)) return true;
+  if (has_narrow_rows(g, lanes)) return true;
   // Channel-rich layers at stride 1 fold whenever a row's last vector is partial (ResNet's 56
   // and 28 at 16 lanes, 28 and 14 at 8): their sums are cout x taps multiply-adds per staged
   // element, so the kernel-width copies cost nothing next to the idle eighth of the lanes.
@@ -83,6 +87,7 @@ bool folds(const Geometry& g, const DstLayout&, int lanes) {
   // AVX-512, 7-12 % on AVX2 at 28 and 14. Not where a row is one vector or less (14 at 16
   // lanes: 4-8 % slower), nor strided (the copies double: 3x3/2 and 1x1/2 10-40 % slower), nor
   // depthwise (staging is then as costly as the sums: 4x slower).
+  const int64_t w = g.cols.output;
   return g.cols.stride == 1 && w > lanes && w % lanes != 0 && g.out_channels_per_group() >= 16;
 }
 

@@ -80,7 +80,11 @@ struct Slab {
   }
 };
 
-// Whether a correlation writing through `dst` stages folded (see Slab).
+// Whether most dst rows' last vector would idle most of its lanes by rows (7x7 or 10x10 in 16
+// lanes): what makes narrow images take other routes (dispatch.cpp).
+bool has_narrow_rows(const Geometry& g, int lanes);
+// Whether a correlation writing through `dst` stages folded (see Slab): narrow rows, or
+// channel-rich ones whose last vector is part-filled.
 bool folds(const Geometry& g, const DstLayout& dst, int lanes);
 // Whether it can read its src in place (see Slab): `same_dtype` says the src tensor holds the
 // kernels' own scalar type.
