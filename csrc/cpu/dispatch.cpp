@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
@@ -159,12 +160,18 @@ void into(const at::Tensor& result, const Run& run,
 // Whether no element has an exponent of all ones (inf or NaN), in one pass over the bits (a
 // loop the compiler vectorizes), allocating nothing: `weight.isfinite().all()` makes a bool
 // tensor of the weight's size, which cost the input gradient of a 512->512 layer a fifth.
+// In parallel: run by one thread while the others spin at the barrier of the op's last loop, a
+// 512->512 3x3 weight's check (9 MiB) took 8 % of its input gradient on 7x7 images twice over.
 template <typename Bits>
 bool no_inf_or_nan(const void* data, int64_t n, Bits exponent) {
   const Bits* p = static_cast<const Bits*>(data);
-  bool bad = false;
-  for (int64_t i = 0; i < n; ++i) bad |= (p[i] & exponent) == exponent;
-  return !bad;
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, n, int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    bool b = false;
+    for (int64_t i = begin; i < end; ++i) b |= (p[i] & exponent) == exponent;
+    if (b) bad.store(true, std::memory_order_relaxed);
+  });
+  return !bad.load();
 }
 
 bool all_finite(const at::Tensor& t) {

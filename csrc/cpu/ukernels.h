@@ -828,21 +828,25 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
       const int64_t v0 = blk * plan.block_vectors;
       const int64_t nv = std::min(plan.block_vectors, plan.vectors - v0);
       S* block = packed.get() + grp * per_group + v0 * L * taps * cin;
+      // The block's dst channels j (depthwise: channels) are `apart` elements apart in the
+      // weight; past `real` of them, zeros.
+      const int64_t width = nv * L;
+      const int64_t real = std::clamp<int64_t>(
+          (plan.depthwise ? g.out_channels : cout) - v0 * L, 0, width);
+      const int64_t apart = plan.depthwise ? wl.group : wl.dst;
+      const T* first = w + wl.offset + (plan.depthwise ? 0 : grp * wl.group) + v0 * L * apart;
       // Src channel by src channel: the block's weights of one src channel (every dst channel
       // and tap) lie in a few cache lines, read once; tap by tap, a large weight's lines
-      // were read from L2 once per tap.
+      // were read from L2 once per tap. The inner loop is a strided load and a store: with
+      // the channel's bounds and offsets worked out per element, packing a 512->512 3x3
+      // weight took a third as long as its forward on 7x7 images.
       for (int64_t i = 0; i < cin; ++i)
         for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
           for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
-            S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * nv * L;
-            for (int64_t j = 0; j < nv * L; ++j) {
-              const int64_t d = v0 * L + j;  // dst channel in the group (depthwise: channel)
-              const bool real = plan.depthwise ? d < g.out_channels : d < cout;
-              const int64_t e = plan.depthwise ? d * wl.group
-                                               : grp * wl.group + d * wl.dst + i * wl.src;
-              to[j] = real ? static_cast<S>(w[e + kh * wl.tap_row + kw * wl.tap_col + wl.offset])
-                           : S(0);
-            }
+            S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * width;
+            const T* from = first + i * wl.src + kh * wl.tap_row + kw * wl.tap_col;
+            for (int64_t j = 0; j < real; ++j) to[j] = static_cast<S>(from[j * apart]);
+            for (int64_t j = real; j < width; ++j) to[j] = S(0);
           }
     }
   });
