@@ -102,7 +102,7 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 // NCHW calls that the channels-last kernels run faster, copies in and out included (measured
 // layer by layer, 2 threads: bench/NOTES.md v8 and v9). `g` is the call's forward form (an
 // input-gradient phase for that op), `strided` the op's stride.
-// - Narrow images (has_narrow_rows: the NCHW kernels fold, most of a vector's pixel lanes idle otherwise):
+// - Narrow images (has_narrow_rows: most of a vector's pixel lanes would idle by rows):
 //   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
 //   splits each row into phases); every weight gradient; every op on maps of at most half a
 //   vector of pixels.

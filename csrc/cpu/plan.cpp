@@ -35,7 +35,8 @@ constexpr int64_t kMinChunkVectors = 128;
 constexpr int64_t kSharedStageBytes = 24 << 20;
 constexpr int64_t kPackedWeightBytes = 16 << 20;
 // The channels-last forward runs every block inside each tile where all of a layer's packed
-// weights (as float) stay in L1 with room for the tiles' src: a 3-channel stem's 3.5 KiB.
+// weights (in the kernels' scalar: float for bfloat16) stay in L1 with room for the tiles' src: a
+// 3-channel stem's 3.5 KiB.
 constexpr int64_t kInsideTilesWeightBytes = 16 << 10;
 
 int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -324,9 +325,12 @@ bool channels_last_packs_within_bound(const Geometry& g, int64_t taps, int lanes
   return padded * g.in_channels_per_group() * taps * elem_bytes <= kPackedWeightBytes;
 }
 
-ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors) {
+ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes_, int max_vectors,
+                                   int64_t elem_bytes)
+    : lanes(lanes_) {
   depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
-  vectors = div_up(depthwise ? g.out_channels : g.out_channels_per_group(), lanes);
+  channels = depthwise ? g.out_channels : g.out_channels_per_group();
+  vectors = div_up(channels, lanes);
   block_vectors = std::min<int64_t>(vectors, max_vectors);
   group_blocks = div_up(vectors, block_vectors);
   blocks = depthwise ? group_blocks : g.groups * group_blocks;
@@ -340,7 +344,8 @@ ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors
   pieces = std::clamp<int64_t>(div_up(kMinTasks, chunks), 1, blocks);
   tasks = chunks * pieces;
   const int64_t weights = g.kernel_area() * g.in_channels_per_group() * vectors * lanes;
-  blocks_inside_tiles = depthwise || (g.groups == 1 && weights * 4 <= kInsideTilesWeightBytes);
+  blocks_inside_tiles =
+      depthwise || (g.groups == 1 && weights * elem_bytes <= kInsideTilesWeightBytes);
 }
 
 }  // namespace cpu

@@ -11,6 +11,7 @@
 // padding may be negative (cropping), built by input_grad_phases() (../forward_form.h).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -222,7 +223,9 @@ bool channels_last_packs_within_bound(const Geometry& g, int64_t taps, int lanes
 
 struct ChannelsLastPlan {
   bool depthwise;
-  int64_t vectors;        // vectors of a group's dst channels (depthwise: of all channels)
+  int lanes;
+  int64_t channels;       // a group's dst channels (depthwise: all), vectorized along
+  int64_t vectors;        // vectors of them
   int64_t block_vectors;  // vectors per tile; a group's last block may have fewer
   int64_t group_blocks;   // blocks per group (depthwise: in all)
   int64_t blocks;         // (group, block) pairs in all
@@ -236,7 +239,19 @@ struct ChannelsLastPlan {
   // computing a tile's addresses costs as much as its sums.
   bool blocks_inside_tiles;
 
-  ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors);
+  // `elem_bytes`: of the packed weights' scalar (float for bfloat16 and float16).
+  ChannelsLastPlan(const Geometry& g, int lanes, int max_vectors, int64_t elem_bytes);
+
+  // Block u (of blocks, group by group): its first vector within the group, its vectors (a
+  // group's last block may have fewer), and the lanes of its last vector that hold channels.
+  int64_t first_vector(int64_t u) const { return u % group_blocks * block_vectors; }
+  int vectors_of(int64_t u) const {
+    return static_cast<int>(std::min(block_vectors, vectors - first_vector(u)));
+  }
+  int valid_lanes(int64_t u) const {
+    return static_cast<int>(
+        std::min<int64_t>(lanes, channels - (first_vector(u) + vectors_of(u) - 1) * lanes));
+  }
 };
 
 }  // namespace cpu

@@ -602,6 +602,19 @@ constexpr int channels_last_pixels(int cv) {
 }
 template <typename V>
 constexpr int channels_last_max_vectors() { return V::registers >= 32 ? 4 : 3; }
+// f(std::integral_constant<int, CV>{}) for the tile of cv channel vectors (1 .. MAX): every
+// channels-last loop picks its tile's instantiation here, none above MAX compiled.
+template <int MAX, typename F>
+__attribute__((always_inline)) inline void with_channel_vectors(int cv, const F& f) {
+  static_assert(MAX >= 1 && MAX <= 4, "channels-last tiles hold 1 to 4 vectors");
+  if constexpr (MAX >= 4)
+    if (cv == 4) return f(std::integral_constant<int, 4>{});
+  if constexpr (MAX >= 3)
+    if (cv == 3) return f(std::integral_constant<int, 3>{});
+  if constexpr (MAX >= 2)
+    if (cv == 2) return f(std::integral_constant<int, 2>{});
+  f(std::integral_constant<int, 1>{});
+}
 // Src channels per pass of a channels-last tile: its weights within 64 KiB.
 template <typename V>
 constexpr int64_t channels_last_pass(int64_t taps, int cv) {
@@ -660,7 +673,7 @@ CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t
       }
     }
   }
-  if (i1 < cin) {
+  if (sums && i1 < cin) {  // (callers that run every src channel at once pass no sums)
     CORR2D_UNROLL
     for (int p = 0; p < P; ++p) {
       CORR2D_UNROLL
@@ -684,16 +697,29 @@ CORR2D_TARGET void channels_last_tile(const T* const* src, int64_t taps, int64_t
   }
 }
 
+// Where each tap reads from a pixel's window origin in an NHWC src: (kh * dh * W + kw * dw) * C.
+inline std::vector<int64_t> channels_last_tap_offsets(const Geometry& g) {
+  std::vector<int64_t> off(g.kernel_area());
+  for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+    for (int64_t kw = 0; kw < g.cols.kernel; ++kw)
+      off[kh * g.cols.kernel + kw] =
+          (kh * g.rows.dilation * g.cols.input + kw * g.cols.dilation) * g.in_channels;
+  return off;
+}
+
 // Where the P pixels of a tile from q0 (pixels of the batch in raster order (n, y, x)) write,
 // `out` (past p1: `sink`), and the addresses each of its taps reads, `reads[tap * P + p]`
 // (in the padding: `zeros`), channel offsets c_dst and c_src added. The pixels are stepped
 // through, not divided out: three 64-bit divisions a pixel cost a depthwise tile, whose sums
-// are 9 multiply-adds a lane, as much as the sums themselves.
+// are 9 multiply-adds a lane, as much as the sums themselves. A pixel whose window lies inside
+// the image (most of them) reads at its window's origin plus `tap_off`
+// (channels_last_tap_offsets): bounds tested tap by tap made this setup cost a 32-channel
+// depthwise tile more than its sums.
 template <int P, typename T>
 inline void locate_channels_last_tile(const Geometry& g, const DstLayout& dl, const T* src,
                                       T* dst, const T* zeros, T* sink, int64_t q0, int64_t p1,
-                                      int64_t c_src, int64_t c_dst, const T** reads,
-                                      T** out) {
+                                      int64_t c_src, int64_t c_dst, const int64_t* tap_off,
+                                      const T** reads, T** out) {
   const Axis& rows = g.rows;
   const Axis& cols = g.cols;
   const int64_t C = g.in_channels, W = cols.output, plane = g.output_plane();
@@ -712,15 +738,24 @@ inline void locate_channels_last_tile(const Geometry& g, const DstLayout& dl, co
       if (++y == rows.output) y = 0, ++n;
     }
   }
-  for (int64_t kh = 0; kh < rows.kernel; ++kh)
-    for (int64_t kw = 0; kw < cols.kernel; ++kw) {
-      const T** a = reads + (kh * cols.kernel + kw) * P;
-      for (int p = 0; p < P; ++p) {
+  const int64_t taps = g.kernel_area();
+  const int64_t reach_r = (rows.kernel - 1) * rows.dilation;
+  const int64_t reach_c = (cols.kernel - 1) * cols.dilation;
+  for (int p = 0; p < P; ++p) {
+    if (iy[p] >= 0 && iy[p] + reach_r < rows.input && ix[p] >= 0 &&
+        ix[p] + reach_c < cols.input) {
+      const T* origin = src_n[p] + (iy[p] * cols.input + ix[p]) * C + c_src;
+      for (int64_t t = 0; t < taps; ++t) reads[t * P + p] = origin + tap_off[t];
+      continue;
+    }
+    for (int64_t kh = 0; kh < rows.kernel; ++kh)
+      for (int64_t kw = 0; kw < cols.kernel; ++kw) {
         const int64_t r = iy[p] + kh * rows.dilation, c = ix[p] + kw * cols.dilation;
         const bool inside = r >= 0 && r < rows.input && c >= 0 && c < cols.input;
-        a[p] = (inside ? src_n[p] + (r * cols.input + c) * C : zeros) + c_src;
+        reads[(kh * cols.kernel + kw) * P + p] =
+            (inside ? src_n[p] + (r * cols.input + c) * C : zeros) + c_src;
       }
-    }
+  }
 }
 
 // The pixels [p0, p1) of the batch in raster order (n, y, x), P a tile (fewer at the end: the
@@ -736,6 +771,7 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
   constexpr int P = channels_last_pixels<V>(CV);
   const int64_t taps = g.kernel_area(), cin = g.in_channels_per_group();
   std::vector<const T*> reads(taps * P);
+  const std::vector<int64_t> tap_off = channels_last_tap_offsets(g);
   T* out[P];
   // Src channels in passes whose weights (taps x channels x CV vectors) stay in L1 and L2
   // while every tile of the chunk reads them: a 512->512 3x3 layer's 1.2 MiB of a block's
@@ -747,7 +783,7 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
     const int64_t i1 = std::min(cin, i0 + pass);
     for (int64_t q0 = p0; q0 < p1; q0 += P) {
       locate_channels_last_tile<P>(g, dl, src, dst, zeros, sink, q0, p1, c_src, c_dst,
-                                   reads.data(), out);
+                                   tap_off.data(), reads.data(), out);
       S* at_sums = sums.empty() ? nullptr : sums.data() + (q0 - p0) * CV * V::lanes;
       channels_last_tile<V, T, P, CV, false>(reads.data(), taps, cin, i0, i1, w, bias, out,
                                              valid, at_sums);
@@ -762,40 +798,31 @@ CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, c
 // 28x28: 2.0x oneDNN's time), and half a 3-channel stem's 27. `sink` holds every channel.
 template <typename V, typename T, int CV, bool DEPTHWISE>
 CORR2D_TARGET void channels_last_block_tiles(const Geometry& g, const DstLayout& dl,
-                                             const T* src, T* dst, const T* zeros, T* sink,
-                                             int64_t p0, int64_t p1, int64_t u0, int64_t u1,
-                                             int64_t vectors, const typename V::scalar* w,
+                                             const ChannelsLastPlan& plan, const T* src, T* dst,
+                                             const T* zeros, T* sink, int64_t p0, int64_t p1,
+                                             int64_t u0, int64_t u1,
+                                             const typename V::scalar* w,
                                              const typename V::scalar* bias) {
   constexpr int P = channels_last_pixels<V>(CV);
   constexpr int L = V::lanes;
   const int64_t taps = g.kernel_area(), cin = g.in_channels_per_group();
-  const int64_t channels = DEPTHWISE ? g.out_channels : g.out_channels_per_group();
   std::vector<const T*> reads(taps * P);
+  const std::vector<int64_t> tap_off = channels_last_tap_offsets(g);
   T* out[P];
   for (int64_t q0 = p0; q0 < p1; q0 += P) {
-    locate_channels_last_tile<P>(g, dl, src, dst, zeros, sink, q0, p1, 0, 0, reads.data(),
-                                 out);
+    locate_channels_last_tile<P>(g, dl, src, dst, zeros, sink, q0, p1, 0, 0, tap_off.data(),
+                                 reads.data(), out);
     for (int64_t u = u0; u < u1; ++u) {
-      const int64_t v0 = u * CV;
-      const int nv = static_cast<int>(std::min<int64_t>(CV, vectors - v0));
-      const int valid = static_cast<int>(std::min<int64_t>(L, channels - (v0 + nv - 1) * L));
+      const int64_t v0 = plan.first_vector(u);
+      const int valid = plan.valid_lanes(u);
       const typename V::scalar* wb = w + v0 * L * taps * cin;  // the block's [tap][i][nv * L]
       const typename V::scalar* bb = bias + v0 * L;
       const int64_t c = v0 * L;
       // P pixels fit the registers of CV vectors, and so of fewer.
-      const T* const* r = reads.data();
-      if (nv == CV)
-        channels_last_tile<V, T, P, CV, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
-                                                   nullptr, c);
-      else if (CV > 2 && nv == 2)
-        channels_last_tile<V, T, P, 2, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
-                                                  nullptr, c);
-      else if (CV > 3 && nv == 3)
-        channels_last_tile<V, T, P, 3, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
-                                                  nullptr, c);
-      else
-        channels_last_tile<V, T, P, 1, DEPTHWISE>(r, taps, cin, 0, cin, wb, bb, out, valid,
-                                                  nullptr, c);
+      with_channel_vectors<CV>(plan.vectors_of(u), [&](auto cv) {
+        channels_last_tile<V, T, P, decltype(cv)::value, DEPTHWISE>(
+            reads.data(), taps, cin, 0, cin, wb, bb, out, valid, nullptr, c);
+      });
     }
   }
 }
@@ -811,7 +838,8 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
   drop_padding_taps(g, wl);
   using S = typename V::scalar;
   constexpr int L = V::lanes;
-  const ChannelsLastPlan plan(g, L, channels_last_max_vectors<V>());
+  constexpr int kMaxVectors = channels_last_max_vectors<V>();
+  const ChannelsLastPlan plan(g, L, kMaxVectors, sizeof(S));
   const int64_t taps = g.kernel_area();
   const int64_t cin = g.in_channels_per_group(), cout = g.out_channels_per_group();
   const int64_t padded = plan.vectors * L;  // a group's dst channels, whole vectors
@@ -870,48 +898,33 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
       if (plan.blocks_inside_tiles) {
         // Depthwise: channels v0 * L.. of src and dst; otherwise every src channel and the
         // block's dst channels.
-#define CORR2D_CHANNELS_LAST(K)                                                                \
-  case K:                                                                                      \
-    if (plan.depthwise)                                                                        \
-      channels_last_block_tiles<V, T, K, true>(g, dl, src, dst, zeros.data(), sink.data(), p0, \
-                                               p1, u0, u1, plan.vectors, packed.get(),         \
-                                               biases.data());                                 \
-    else                                                                                       \
-      channels_last_block_tiles<V, T, K, false>(g, dl, src, dst, zeros.data(), sink.data(),    \
-                                                p0, p1, u0, u1, plan.vectors, packed.get(),    \
-                                                biases.data());                                \
-    break;
-        switch (plan.block_vectors) {
-          CORR2D_CHANNELS_LAST(4)
-          CORR2D_CHANNELS_LAST(3)
-          CORR2D_CHANNELS_LAST(2)
-          default: CORR2D_CHANNELS_LAST(1)
-        }
-#undef CORR2D_CHANNELS_LAST
+        with_channel_vectors<kMaxVectors>(static_cast<int>(plan.block_vectors), [&](auto cv) {
+          constexpr int CV = decltype(cv)::value;
+          if (plan.depthwise)
+            channels_last_block_tiles<V, T, CV, true>(g, dl, plan, src, dst, zeros.data(),
+                                                      sink.data(), p0, p1, u0, u1,
+                                                      packed.get(), biases.data());
+          else
+            channels_last_block_tiles<V, T, CV, false>(g, dl, plan, src, dst, zeros.data(),
+                                                       sink.data(), p0, p1, u0, u1,
+                                                       packed.get(), biases.data());
+        });
         continue;
       }
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t grp = u / plan.group_blocks, blk = u % plan.group_blocks;
-        const int64_t v0 = blk * plan.block_vectors;
-        const int nv = static_cast<int>(std::min(plan.block_vectors, plan.vectors - v0));
-        const int valid = static_cast<int>(std::min<int64_t>(L, cout - (v0 + nv - 1) * L));
+        const int64_t grp = u / plan.group_blocks;
+        const int64_t v0 = plan.first_vector(u);
+        const int valid = plan.valid_lanes(u);
         const S* wb = packed.get() + grp * per_group + v0 * L * taps * cin;
         const S* bb = biases.data() + grp * padded + v0 * L;
         // The group's src channels and this block's dst channels.
         const int64_t c_src = grp * cin;
         const int64_t c_dst = grp * cout + v0 * L;
-#define CORR2D_CHANNELS_LAST(K)                                                                \
-  case K:                                                                                      \
-    channels_last_tiles<V, T, K>(g, dl, src, dst, zeros.data(), sink.data(), p0, p1, c_src,    \
-                                 c_dst, wb, bb, valid);                                        \
-    break;
-        switch (nv) {
-          CORR2D_CHANNELS_LAST(4)
-          CORR2D_CHANNELS_LAST(3)
-          CORR2D_CHANNELS_LAST(2)
-          default: CORR2D_CHANNELS_LAST(1)
-        }
-#undef CORR2D_CHANNELS_LAST
+        with_channel_vectors<kMaxVectors>(plan.vectors_of(u), [&](auto cv) {
+          channels_last_tiles<V, T, decltype(cv)::value>(g, dl, src, dst, zeros.data(),
+                                                         sink.data(), p0, p1, c_src, c_dst, wb,
+                                                         bb, valid);
+        });
       }
     }
   });
@@ -1014,10 +1027,10 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
   using S = typename V::scalar;
   constexpr int L = V::lanes;
   // The output channels, cut as the forward cuts its dst channels.
-  const ChannelsLastPlan plan(g, L, channels_last_max_vectors<V>());
+  constexpr int kMaxVectors = channels_last_max_vectors<V>();
+  const ChannelsLastPlan plan(g, L, kMaxVectors, sizeof(S));
   const int64_t taps = g.kernel_area();
   const int64_t cin = g.in_channels_per_group(), cout = g.out_channels_per_group();
-  const int64_t channels = plan.depthwise ? g.out_channels : cout;  // vectorized along
   // A unit: one tile's weights, (block, tap, src channels [i0, i0 + k)): k = K for whole tiles of
   // src channels, 1 for the rest (depthwise: k = 1, the block's own channels).
   struct Unit {
@@ -1026,9 +1039,7 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
   };
   std::vector<Unit> units;
   for (int64_t b = 0; b < plan.blocks; ++b) {
-    const int64_t nv = std::min(plan.block_vectors,
-                                plan.vectors - (b % plan.group_blocks) * plan.block_vectors);
-    const int kmax = plan.depthwise ? 1 : channels_last_weight_grad_k<V>(static_cast<int>(nv));
+    const int kmax = plan.depthwise ? 1 : channels_last_weight_grad_k<V>(plan.vectors_of(b));
     // By src channels, then taps: an output channel's weights (src channel, tap) are then in
     // OIHW order across consecutive units.
     for (int64_t i0 = 0; i0 < cin;) {
@@ -1062,38 +1073,28 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
         for (int64_t u = u0; u < u1; ++u) {
           const Unit& un = units[u];
           const int64_t grp = un.block / plan.group_blocks;
-          const int64_t v0 = (un.block % plan.group_blocks) * plan.block_vectors;
-          const int nv = static_cast<int>(std::min(plan.block_vectors, plan.vectors - v0));
-          const int valid = static_cast<int>(std::min<int64_t>(L, channels - (v0 + nv - 1) * L));
+          const int64_t v0 = plan.first_vector(un.block);
+          const int valid = plan.valid_lanes(un.block);
           const int64_t kh = un.tap / g.cols.kernel, kw = un.tap % g.cols.kernel;
           const int64_t c_src = plan.depthwise ? v0 * L : grp * cin + un.i0;
           const int64_t c_gy = plan.depthwise ? v0 * L : grp * cout + v0 * L;
           S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
-#define CORR2D_CL_WG(CV)                                                                      \
-  case CV:                                                                                    \
-    if (plan.depthwise)                                                                       \
-      channels_last_weight_grad_tile<V, T, CV, 1, true>(g, input, grad_output, zeros.data(), r0,  \
-                                                        r1, kh, kw, c_src, c_gy, a, valid);   \
-    else if (un.k == 1)                                                                       \
-      channels_last_weight_grad_tile<V, T, CV, 1, false>(g, input, grad_output, zeros.data(), \
-                                                         r0, r1, kh, kw, c_src, c_gy, a, valid); \
-    else if (un.k == 2)                                                                       \
-      channels_last_weight_grad_tile<V, T, CV, 2, false>(g, input, grad_output, zeros.data(), \
-                                                         r0, r1, kh, kw, c_src, c_gy, a, valid); \
-    else if (un.k == 4 && channels_last_weight_grad_k<V>(CV) != 4)                            \
-      channels_last_weight_grad_tile<V, T, CV, 4, false>(g, input, grad_output, zeros.data(), \
-                                                         r0, r1, kh, kw, c_src, c_gy, a, valid); \
-    else                                                                                      \
-      channels_last_weight_grad_tile<V, T, CV, channels_last_weight_grad_k<V>(CV), false>(    \
-          g, input, grad_output, zeros.data(), r0, r1, kh, kw, c_src, c_gy, a, valid);        \
-    break;
-          switch (nv) {
-            CORR2D_CL_WG(4)
-            CORR2D_CL_WG(3)
-            CORR2D_CL_WG(2)
-            default: CORR2D_CL_WG(1)
-          }
-#undef CORR2D_CL_WG
+          with_channel_vectors<kMaxVectors>(plan.vectors_of(un.block), [&](auto cv) {
+            constexpr int CV = decltype(cv)::value;
+            constexpr int K = channels_last_weight_grad_k<V>(CV);  // the widest tile
+            const auto tile = [&](auto k, auto depthwise) {
+              channels_last_weight_grad_tile<V, T, CV, decltype(k)::value,
+                                             decltype(depthwise)::value>(
+                  g, input, grad_output, zeros.data(), r0, r1, kh, kw, c_src, c_gy, a, valid);
+            };
+            using One = std::integral_constant<int, 1>;
+            using No = std::false_type;
+            if (plan.depthwise) tile(One{}, std::true_type{});
+            else if (un.k == 1) tile(One{}, No{});
+            else if (un.k == 2) tile(std::integral_constant<int, 2>{}, No{});
+            else if (un.k == 4 && K != 4) tile(std::integral_constant<int, 4>{}, No{});
+            else tile(std::integral_constant<int, K>{}, No{});
+          });
         }
       }
       // The sums, into the OIHW grad_weight (valid lanes only), output channel by output
@@ -1105,9 +1106,9 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
         int64_t ue = ub;
         while (ue < u1 && units[ue].block == block) ++ue;
         const int64_t grp = block / plan.group_blocks;
-        const int64_t v0 = (block % plan.group_blocks) * plan.block_vectors;
-        const int64_t nv = std::min(plan.block_vectors, plan.vectors - v0);
-        for (int64_t j = 0; j < nv * L && v0 * L + j < channels; ++j) {
+        const int64_t v0 = plan.first_vector(block);
+        const int64_t nv = plan.vectors_of(block);
+        for (int64_t j = 0; j < nv * L && v0 * L + j < plan.channels; ++j) {
           const int64_t o = v0 * L + j;
           T* w_o = grad_weight + (plan.depthwise ? o : grp * cout + o) * cin * taps;
           for (int64_t u = ub; u < ue; ++u) {
