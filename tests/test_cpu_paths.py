@@ -50,8 +50,10 @@ GEOMETRIES = [
     (1, 8, 12, 61, 5, 1, 1, 1, 0, 1, 1),  # row blocks of one image, a short last one
     (2, 16, 24, 14, 14, 1, 1, 2, 0, 1, 1),  # a 1x1/2 downsample: staged, phases without taps
     # Few blocks of many channels: staged once and shared by the pieces of each block, and the
-    # input gradient's 7x7 phases at stride 2 folded, stored lane by lane:
+    # input gradient's 7x7 phases at stride 2 folded, stored lane by lane (at 16 lanes, 48 and
+    # more channels on 7x7 maps route through the NHWC kernels, csrc/cpu/dispatch.cpp; 40 stay):
     (2, 64, 48, 7, 7, 3, 3, 1, 1, 1, 1),
+    (2, 64, 40, 7, 7, 3, 3, 1, 1, 1, 1),
     (2, 32, 40, 14, 14, 3, 3, 2, 1, 1, 1),
     # Channels last vectorizes along the dst channels (plan.h: ChannelsLastPlan): a group's last
     # vector part-filled (13 and 20 channels in 16 lanes, 20 in 8), src channels that leave
