@@ -148,7 +148,47 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
 
 bool strided(const Geometry& g) { return g.rows.stride > 1 || g.cols.stride > 1; }
 
-at::Tensor nchw(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+// Image by image, dst (cols x rows) = src (rows x cols) transposed, in tiles of 32 x 32 that stay
+// in L1. torch's own copy of a channels_last (8, 64, 112, 112) tensor to NCHW ran at 2.5 GB/s
+// on the Xeon (20.8 ms, two fifths of the 7x7/2 stem's channels_last input gradient); this one
+// makes that input gradient 1.6x faster. The other way torch's copy is as fast as this (A/B
+// within 5 % on ResNet's layers), and stays.
+template <typename E>
+void transpose_images(const void* from, void* to, int64_t images, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 32;
+  const E* src = static_cast<const E*>(from);
+  E* dst = static_cast<E*>(to);
+  const int64_t row_tiles = (rows + kTile - 1) / kTile, col_tiles = (cols + kTile - 1) / kTile;
+  const int64_t tiles = row_tiles * col_tiles;
+  at::parallel_for(0, images * tiles, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t n = u / tiles, r0 = u % tiles / col_tiles * kTile, c0 = u % col_tiles * kTile;
+      const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      const E* s = src + n * rows * cols;
+      E* d = dst + n * rows * cols;
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) d[c * rows + r] = s[r * cols + c];
+    }
+  });
+}
+
+// `t` (N, C, H, W) contiguous NCHW: NHWC ones (each image H * W rows of C) through
+// transpose_images.
+at::Tensor nchw(const at::Tensor& t) {
+  if (t.is_contiguous()) return t;
+  if (t.dim() != 4 || !t.is_contiguous(at::MemoryFormat::ChannelsLast)) return t.contiguous();
+  const at::Tensor out = at::empty(t.sizes(), t.options());
+  const int64_t images = t.size(0), rows = t.size(2) * t.size(3), cols = t.size(1);
+  const void* from = t.const_data_ptr();
+  void* to = out.mutable_data_ptr();
+  switch (t.element_size()) {
+    case 2: transpose_images<uint16_t>(from, to, images, rows, cols); break;
+    case 4: transpose_images<uint32_t>(from, to, images, rows, cols); break;
+    case 8: transpose_images<uint64_t>(from, to, images, rows, cols); break;
+    default: return t.contiguous();
+  }
+  return out;
+}
 at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
 
 // `run` with a result in `format`: `result` itself, or a buffer copied into it.
