@@ -167,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.cpu() for k, v in model.state_dict().items()},
                        args.out / f"rank{rank}.pt")
+        if distributed:
+            # Every rank gets here before any closes its connections, so that no collective is
+            # in flight on a peer when gloo's pairs go down (a rank that failed skips this: its
+            # peers would wait here for the timeout). The line marks where the work ended and
+            # the teardown began; tests/test_distributed.py tells a crash in one from the other.
+            dist.barrier()
+            print(f"rank {rank}: done, destroying the process group", file=sys.stderr,
+                  flush=True)
     finally:
         if distributed:
             dist.destroy_process_group()
