@@ -38,6 +38,11 @@ GEOMETRIES = [
     (2, 6, 6, 11, 13, 3, 3, 1, 2, 2, 3),  # dilated, grouped, 11x13
     (3, 4, 4, 9, 9, 3, 3, 1, 1, 1, 4),  # depthwise 9x9
     (2, 5, 7, 12, 10, 3, 5, (1, 2), (1, 2), 1, 1),  # 10x5 output, column stride 2
+    # Stride-2 rows split into column phases by vectors (ukernels.h: split_in_two): a 28x28
+    # depthwise layer (14-wide rows, one part-filled vector at 16 lanes), and 70-wide rows with
+    # two columns of padding, read in several whole pairs of vectors and a part-filled last one
+    (2, 24, 24, 28, 28, 3, 3, 2, 1, 1, 24),
+    (2, 4, 6, 5, 70, 3, 3, 2, 2, 1, 1),
     # ... and so do channel-rich layers at stride 1 whose rows end in a part-filled vector (30
     # columns in 16, 8 and 4 lanes): whole images in a block, and row blocks of a tall image
     (2, 16, 20, 6, 30, 3, 3, 1, 1, 1, 1),

@@ -56,10 +56,28 @@ struct Avx2F32 {
   static CORR2D_AVX2_INLINE reg load(const float* p) { return _mm256_loadu_ps(p); }
   static CORR2D_AVX2_INLINE void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static CORR2D_AVX2_INLINE reg fma(reg a, reg b, reg acc) { return _mm256_fmadd_ps(a, b, acc); }
+  // Lanes 0, 2, 4, ... (even) and 1, 3, 5, ... (odd) of the 2 x lanes elements a then b: the two
+  // column phases of a stride-2 row.
+  // (In-lane shuffles pick a0 a2 b0 b2 | a4 a6 b4 b6; the 64-bit permute puts the pairs in order.)
+  static CORR2D_AVX2_INLINE reg even_lanes(reg a, reg b) {
+    const __m256 t = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  static CORR2D_AVX2_INLINE reg odd_lanes(reg a, reg b) {
+    const __m256 t = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
   // The first n lanes from p, zeros in the others; memory past p + n is not read (vmaskmov
   // suppresses faults on the masked lanes).
   static CORR2D_AVX2_INLINE reg load_first(const float* p, int n) {
     return _mm256_maskload_ps(p, avx2_detail::first_lanes32(n));
+  }
+  // v's first n lanes to p; memory past p + n is not written. Through a buffer: vmaskmov's store is
+  // microcoded and slow on AMD cores.
+  static CORR2D_AVX2_INLINE void store_first(float* p, reg v, int n) {
+    alignas(32) float tmp[lanes];
+    store(tmp, v);
+    for (int k = 0; k < n; ++k) p[k] = tmp[k];
   }
   template <typename T>
   static CORR2D_AVX2_INLINE reg load_from(const T* p) {
@@ -97,9 +115,23 @@ struct Avx2F64 {
   static CORR2D_AVX2_INLINE reg load(const double* p) { return _mm256_loadu_pd(p); }
   static CORR2D_AVX2_INLINE void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
   static CORR2D_AVX2_INLINE reg fma(reg a, reg b, reg acc) { return _mm256_fmadd_pd(a, b, acc); }
+  // Lanes 0, 2, 4, ... (even) and 1, 3, 5, ... (odd) of the 2 x lanes elements a then b: the two
+  // column phases of a stride-2 row.
+  // (unpack picks a0 b0 | a2 b2; the permute puts them in order.)
+  static CORR2D_AVX2_INLINE reg even_lanes(reg a, reg b) {
+    return _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static CORR2D_AVX2_INLINE reg odd_lanes(reg a, reg b) {
+    return _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+  }
   static CORR2D_AVX2_INLINE reg load_first(const double* p, int n) {
     // Two 32-bit mask lanes per double lane: the mask's sign bits are those of the high halves.
     return _mm256_maskload_pd(p, avx2_detail::first_lanes32(2 * n));
+  }
+  static CORR2D_AVX2_INLINE void store_first(double* p, reg v, int n) {
+    alignas(32) double tmp[lanes];
+    store(tmp, v);
+    for (int k = 0; k < n; ++k) p[k] = tmp[k];
   }
   template <typename T>
   static CORR2D_AVX2_INLINE reg load_from(const T* p) {

@@ -39,6 +39,18 @@ struct GenericVec {
     for (int k = 0; k < Lanes; ++k) acc[k] = std::fma(a[k], b[k], acc[k]);
     return acc;
   }
+  // Lanes 0, 2, 4, ... (even) and 1, 3, 5, ... (odd) of the 2 x lanes elements a then b: the two
+  // column phases of a stride-2 row.
+  static inline reg even_lanes(reg a, reg b) { return pick(a, b, 0); }
+  static inline reg odd_lanes(reg a, reg b) { return pick(a, b, 1); }
+  static inline reg pick(reg a, reg b, int first) {
+    reg r;
+    for (int k = 0; k < Lanes; ++k) {
+      const int i = 2 * k + first;
+      r[k] = i < Lanes ? a[i] : b[i - Lanes];
+    }
+    return r;
+  }
   // v with the lanes from `valid` on cleared (set to +0, not multiplied by 0: the lanes hold
   // input past a row's end, possibly inf).
   // The first n lanes from p, zeros in the others; memory past p + n is not read.
@@ -46,6 +58,10 @@ struct GenericVec {
     reg r{};
     for (int k = 0; k < n; ++k) r[k] = p[k];
     return r;
+  }
+  // v's first n lanes to p; memory past p + n is not written.
+  static inline void store_first(scalar* p, reg v, int n) {
+    for (int k = 0; k < n; ++k) p[k] = v[k];
   }
   // Loads and stores from another element type: converted on the way in, rounded once on the
   // way out, with c10's own conversions (round to nearest even), so every instantiation rounds

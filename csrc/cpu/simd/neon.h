@@ -25,12 +25,22 @@ struct NeonF32 {
   static inline reg load(const float* p) { return vld1q_f32(p); }
   static inline void store(float* p, reg v) { vst1q_f32(p, v); }
   static inline reg fma(reg a, reg b, reg acc) { return vfmaq_f32(acc, a, b); }
+  // Lanes 0, 2, 4, ... (even) and 1, 3, 5, ... (odd) of the 2 x lanes elements a then b: the two
+  // column phases of a stride-2 row.
+  static inline reg even_lanes(reg a, reg b) { return vuzp1q_f32(a, b); }
+  static inline reg odd_lanes(reg a, reg b) { return vuzp2q_f32(a, b); }
   // The first n lanes from p, zeros in the others; memory past p + n is not read (NEON has
   // no masked load: through a zeroed buffer).
   static inline reg load_first(const float* p, int n) {
     alignas(16) float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < n; ++k) tmp[k] = p[k];
     return vld1q_f32(tmp);
+  }
+  // v's first n lanes to p; memory past p + n is not written.
+  static inline void store_first(float* p, reg v, int n) {
+    alignas(16) float tmp[lanes];
+    store(tmp, v);
+    for (int k = 0; k < n; ++k) p[k] = tmp[k];
   }
   template <typename T>
   static inline reg load_from(const T* p) {
@@ -79,10 +89,20 @@ struct NeonF64 {
   static inline reg load(const double* p) { return vld1q_f64(p); }
   static inline void store(double* p, reg v) { vst1q_f64(p, v); }
   static inline reg fma(reg a, reg b, reg acc) { return vfmaq_f64(acc, a, b); }
+  // Lanes 0, 2, 4, ... (even) and 1, 3, 5, ... (odd) of the 2 x lanes elements a then b: the two
+  // column phases of a stride-2 row.
+  static inline reg even_lanes(reg a, reg b) { return vuzp1q_f64(a, b); }
+  static inline reg odd_lanes(reg a, reg b) { return vuzp2q_f64(a, b); }
   static inline reg load_first(const double* p, int n) {
     alignas(16) double tmp[2] = {0.0, 0.0};
     for (int k = 0; k < n; ++k) tmp[k] = p[k];
     return vld1q_f64(tmp);
+  }
+  // v's first n lanes to p; memory past p + n is not written.
+  static inline void store_first(double* p, reg v, int n) {
+    alignas(16) double tmp[lanes];
+    store(tmp, v);
+    for (int k = 0; k < n; ++k) p[k] = tmp[k];
   }
   template <typename T>
   static inline reg load_from(const T* p) {
