@@ -54,6 +54,10 @@ GEOMETRIES = [
     (2, 16, 24, 10, 10, 1, 1, 1, 0, 1, 4),  # grouped
     (1, 8, 12, 61, 5, 1, 1, 1, 0, 1, 1),  # row blocks of one image, a short last one
     (2, 16, 24, 14, 14, 1, 1, 2, 0, 1, 1),  # a 1x1/2 downsample: staged, phases without taps
+    # A strided 1x1 without padding: the weight gradient of its subsample at stride 1 (NCHW in:
+    # csrc/cpu/dispatch.cpp), rows at stride 3 and columns at 2, the last pixel read short of
+    # the image's end
+    (2, 8, 12, 17, 19, 1, 1, (3, 2), 0, 1, 1),
     # Few blocks of many channels: staged once and shared by the pieces of each block, and the
     # input gradient's 7x7 phases at stride 2 folded, stored lane by lane (at 16 lanes, 48 and
     # more channels on 7x7 maps route through the NHWC kernels, csrc/cpu/dispatch.cpp; 40 stay):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -91,13 +92,21 @@ def start_workers(args: list[str], world_size: int, tmp_path: Path) -> list[tupl
     return results
 
 
+def crashed_in_teardown(results: list[tuple[int, str]]) -> bool:
+    """Whether the only failures in `results` ((exit code, output) per rank) are deaths by a
+    signal after TEARDOWN_MARK; SIGKILL is start_workers' own, at the timeout."""
+    return any(code != 0 for code, _ in results) and all(
+        code == 0 or (code < 0 and code != -signal.SIGKILL and TEARDOWN_MARK in out)
+        for code, out in results)
+
+
 def run_workers(args: list[str], world_size: int, tmp_path: Path) -> None:
     """start_workers until every process exits 0; fails with their output otherwise.
 
     One failure is retried: a process killed by a signal (gloo's teardown has been seen to abort
     with "terminate called without an active exception", once in many CI runs) after it printed
     TEARDOWN_MARK, that is, after every rank finished training and saved its weights. A crash
-    before that mark, a non-zero exit or a timeout fails at once."""
+    before that mark, a non-zero exit or a timeout fails at once (crashed_in_teardown)."""
     for attempt in range(1, ATTEMPTS + 1):
         results = start_workers(args, world_size, tmp_path)
         if all(code == 0 for code, _ in results):
@@ -106,9 +115,7 @@ def run_workers(args: list[str], world_size: int, tmp_path: Path) -> None:
             return
         outputs = "\n".join(f"--- rank {rank} (exit code {code}, attempt {attempt}) ---\n{out}"
                              for rank, (code, out) in enumerate(results))
-        in_teardown = all(code == 0 or (code < 0 and TEARDOWN_MARK in out)
-                          for code, out in results)
-        if not in_teardown or attempt == ATTEMPTS:
+        if not crashed_in_teardown(results) or attempt == ATTEMPTS:
             raise AssertionError(outputs)
         print(f"attempt {attempt}: a crash in the process group's teardown, retried\n{outputs}")
 
@@ -135,3 +142,13 @@ def test_two_processes_take_the_steps_of_one(tmp_path):
     # DDP keeps the replicas identical: every process applies the same averaged gradient.
     for name in one:
         assert torch.equal(replicas[0][name], replicas[1][name]), name
+
+
+def test_only_a_crash_after_the_work_is_retried():
+    done = f"epoch 2/2: loss 1.0\nrank 1: {TEARDOWN_MARK}\n"
+    abort = "terminate called without an active exception\n"
+    assert crashed_in_teardown([(0, done), (-6, done + abort)])
+    assert not crashed_in_teardown([(0, done), (0, done)])  # nothing to retry
+    assert not crashed_in_teardown([(0, done), (-6, abort)])  # died before the mark
+    assert not crashed_in_teardown([(0, done), (1, done)])  # an error exit, not a signal
+    assert not crashed_in_teardown([(0, done), (-9, done)])  # killed at the timeout
