@@ -58,6 +58,11 @@ GEOMETRIES = [
     # csrc/cpu/dispatch.cpp), rows at stride 3 and columns at 2, the last pixel read short of
     # the image's end
     (2, 8, 12, 17, 19, 1, 1, (3, 2), 0, 1, 1),
+    # A channels-last weight gradient of few units cuts the batch's rows into parts, summed in
+    # part order (ukernels.h: weight_grad_channels_last; 4096 dst pixels a part): three parts
+    # of 122 rows, a 1x1 whose 16 dst channels make one vector at 16 lanes; two depthwise
+    (2, 8, 16, 61, 101, 1, 1, 1, 0, 1, 1),
+    (2, 16, 16, 50, 90, 3, 3, 1, 1, 1, 16),
     # Few blocks of many channels: staged once and shared by the pieces of each block, and the
     # input gradient's 7x7 phases at stride 2 folded, stored lane by lane (at 16 lanes, 48 and
     # more channels on 7x7 maps route through the NHWC kernels, csrc/cpu/dispatch.cpp; 40 stay):

@@ -1106,25 +1106,69 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
       i0 += k;
     }
   }
-  // Tasks own consecutive units, two per thread (a weight's whole sum lies in one task, in row
-  // order, so the cut changes no result), and more where their accumulators (held across the
-  // row chunks) would pass a bound, whatever the weight's size. Few tasks of many units let
-  // each chunk of grad_output serve several units while it is in cache.
-  const int64_t unit_bytes = static_cast<int64_t>(sizeof(S)) * 8 * plan.block_vectors * L;
+  // Units are cut into groups whose accumulators (held across the row chunks) stay within a
+  // bound, whatever the weight's size. A task runs a group's units over every row chunk of its
+  // part of the batch, so each chunk of grad_output and src, read once from memory, serves all
+  // of them while it is in L2.
+  const int64_t unit_floats = 8 * plan.block_vectors * L;
+  const int64_t unit_bytes = static_cast<int64_t>(sizeof(S)) * unit_floats;
   const int64_t count = static_cast<int64_t>(units.size());
-  const int64_t tasks = std::clamp<int64_t>(
-      std::max<int64_t>(2 * at::get_num_threads(), count * unit_bytes / (256 * 1024)), 1, count);
+  const int64_t groups = std::clamp<int64_t>(count * unit_bytes / (256 * 1024), 1, count);
+  // Row parts, for a weight of few groups: with one part, each task streamed the whole of
+  // grad_output and src for its few units (a 32->16 1x1 on 8x112x112 read them 4 times, 51 MB
+  // for 3 M FMAs). Their number comes from the geometry alone (never the thread count), and
+  // the parts' partial sums are added in part order, so results stay bitwise the same for any
+  // thread count. A part has at least 4096 dst pixels; 16 groups x parts serve 16 threads.
+  const int64_t total_rows = g.batch * g.rows.output;
+  const int64_t parts = std::clamp<int64_t>(
+      std::min<int64_t>(16 / groups, total_rows * g.cols.output / 4096), 1,
+      std::max<int64_t>(1, total_rows));
+  // Groups cut further, two tasks per thread in all; a weight's whole sum within a part lies
+  // in one task, in row order, so this cut changes no result.
+  const int64_t unit_tasks =
+      std::clamp<int64_t>(std::max(groups, (2 * at::get_num_threads() + parts - 1) / parts), 1,
+                          count);
   // Row chunks of a few hundred pixels: a chunk's grad_output and src stay in L2 while each of
   // a task's units runs over it.
-  const int64_t total_rows = g.batch * g.rows.output;
   const std::vector<T> zeros(std::max<int64_t>(8, 4 * L), T(0));  // a padding pixel's src
   const int64_t chunk_rows = std::max<int64_t>(1, 512 / std::max<int64_t>(1, g.cols.output));
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  // The sums of units [u0, u1), into the OIHW grad_weight (valid lanes only), output channel by
+  // output channel over each block's consecutive units: in memory order (a unit's lanes are
+  // output channels, a whole plane of the weight apart; stored unit by unit, every store of a
+  // large weight missed the cache and the TLB). sum(u, i): lane i of unit u's sums.
+  const auto store_sums = [&](int64_t u0, int64_t u1, const auto& sum) {
+    for (int64_t ub = u0; ub < u1;) {
+      const int64_t block = units[ub].block;
+      int64_t ue = ub;
+      while (ue < u1 && units[ue].block == block) ++ue;
+      const int64_t grp = block / plan.group_blocks;
+      const int64_t v0 = plan.first_vector(block);
+      const int64_t nv = plan.vectors_of(block);
+      for (int64_t j = 0; j < nv * L && v0 * L + j < plan.channels; ++j) {
+        const int64_t o = v0 * L + j;
+        T* w_o = grad_weight + (plan.depthwise ? o : grp * cout + o) * cin * taps;
+        for (int64_t u = ub; u < ue; ++u) {
+          const Unit& un = units[u];
+          for (int k = 0; k < un.k; ++k)
+            w_o[(un.i0 + k) * taps + un.tap] = static_cast<T>(sum(u, k * nv * L + j));
+        }
+      }
+      ub = ue;
+    }
+  };
+  // With several parts, each part's sums: parts x count units, under 8 MiB (parts x groups
+  // is at most 16, and a group's units hold under 512 KiB), whatever the weight's size.
+  std::vector<S> partial(parts > 1 ? parts * count * unit_floats : 0);
+  at::parallel_for(0, parts * unit_tasks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t u0 = task * count / tasks, u1 = (task + 1) * count / tasks;
-      std::vector<S> acc((u1 - u0) * 8 * plan.block_vectors * L, S(0));
-      for (int64_t r0 = 0; r0 < total_rows; r0 += chunk_rows) {
-        const int64_t r1 = std::min(total_rows, r0 + chunk_rows);
+      const int64_t part = task / unit_tasks, ut = task % unit_tasks;
+      const int64_t u0 = ut * count / unit_tasks, u1 = (ut + 1) * count / unit_tasks;
+      const int64_t rows_begin = part * total_rows / parts;
+      const int64_t rows_end = (part + 1) * total_rows / parts;
+      std::vector<S> own(parts > 1 ? 0 : (u1 - u0) * unit_floats, S(0));
+      S* const acc = parts > 1 ? partial.data() + (part * count + u0) * unit_floats : own.data();
+      for (int64_t r0 = rows_begin; r0 < rows_end; r0 += chunk_rows) {
+        const int64_t r1 = std::min(rows_end, r0 + chunk_rows);
         for (int64_t u = u0; u < u1; ++u) {
           const Unit& un = units[u];
           const int64_t grp = un.block / plan.group_blocks;
@@ -1133,7 +1177,7 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
           const int64_t kh = un.tap / g.cols.kernel, kw = un.tap % g.cols.kernel;
           const int64_t c_src = plan.depthwise ? v0 * L : grp * cin + un.i0;
           const int64_t c_gy = plan.depthwise ? v0 * L : grp * cout + v0 * L;
-          S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
+          S* a = acc + (u - u0) * unit_floats;
           with_channel_vectors<kMaxVectors>(plan.vectors_of(un.block), [&](auto cv) {
             constexpr int CV = decltype(cv)::value;
             constexpr int K = channels_last_weight_grad_k<V>(CV);  // the widest tile
@@ -1152,30 +1196,18 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
           });
         }
       }
-      // The sums, into the OIHW grad_weight (valid lanes only), output channel by output
-      // channel over each block's consecutive units: in memory order (a unit's lanes are output
-      // channels, a whole plane of the weight apart; stored unit by unit, every store of a
-      // large weight missed the cache and the TLB).
-      for (int64_t ub = u0; ub < u1;) {
-        const int64_t block = units[ub].block;
-        int64_t ue = ub;
-        while (ue < u1 && units[ue].block == block) ++ue;
-        const int64_t grp = block / plan.group_blocks;
-        const int64_t v0 = plan.first_vector(block);
-        const int64_t nv = plan.vectors_of(block);
-        for (int64_t j = 0; j < nv * L && v0 * L + j < plan.channels; ++j) {
-          const int64_t o = v0 * L + j;
-          T* w_o = grad_weight + (plan.depthwise ? o : grp * cout + o) * cin * taps;
-          for (int64_t u = ub; u < ue; ++u) {
-            const Unit& un = units[u];
-            const S* a = acc.data() + (u - u0) * 8 * plan.block_vectors * L;
-            for (int k = 0; k < un.k; ++k)
-              w_o[(un.i0 + k) * taps + un.tap] = static_cast<T>(a[k * nv * L + j]);
-          }
-        }
-        ub = ue;
-      }
+      if (parts == 1)
+        store_sums(u0, u1, [&](int64_t u, int64_t i) { return acc[(u - u0) * unit_floats + i]; });
     }
+  });
+  if (parts == 1) return;
+  // The parts' sums added in part order, the units cut among the threads.
+  at::parallel_for(0, count, 1, [&](int64_t u0, int64_t u1) {
+    store_sums(u0, u1, [&](int64_t u, int64_t i) {
+      S s = partial[u * unit_floats + i];
+      for (int64_t p = 1; p < parts; ++p) s += partial[(p * count + u) * unit_floats + i];
+      return s;
+    });
   });
 }
 
