@@ -63,6 +63,24 @@ GEOMETRIES = [
     # of 122 rows, a 1x1 whose 16 dst channels make one vector at 16 lanes; two depthwise
     (2, 8, 16, 61, 101, 1, 1, 1, 0, 1, 1),
     (2, 16, 16, 50, 90, 3, 3, 1, 1, 1, 16),
+    # Contiguous depthwise layers at stride 1 or 2 run plane by plane (plan.h: SrcPlanes and
+    # InputGradPlanes), the input gradient at stride 2 as grad_input rows of two column phases
+    # interleaved: odd widths whose phases end part-filled at 4, 8 and 16 lanes (33 columns:
+    # two vectors of phase columns at 16 lanes, five at 4), 5x5 and 7x7 kernels (the weight
+    # gradient's last block of taps part-filled), an even kernel with unequal padding, a 1x1
+    # (half the columns and rows reached by no tap), padding beyond the kernel (grad_output
+    # rows and columns that no pixel reads), a stride-1 5x5 without padding on 40-wide rows.
+    (2, 6, 6, 9, 33, 3, 3, 2, 1, 1, 6),
+    (1, 4, 4, 15, 17, 5, 5, 2, 2, 1, 4),
+    (2, 3, 3, 13, 12, 7, 7, 2, 3, 1, 3),
+    (2, 8, 8, 20, 21, 4, 2, 2, (1, 0), 1, 8),
+    (4, 16, 16, 20, 19, 1, 1, 2, 0, 1, 16),
+    (2, 8, 8, 8, 10, 3, 3, 2, 4, 1, 8),
+    (2, 6, 6, 11, 40, 5, 5, 1, 0, 1, 6),
+    # ... but not dilated ones, nor planes whose staged copy would exceed 256 KiB: those take
+    # the general kernels' depthwise runs
+    (2, 8, 8, 12, 14, 3, 3, 1, 2, 2, 8),
+    (1, 2, 2, 300, 300, 3, 3, 1, 1, 1, 2),
     # Few blocks of many channels: staged once and shared by the pieces of each block, and the
     # input gradient's 7x7 phases at stride 2 folded, stored lane by lane (at 16 lanes, 48 and
     # more channels on 7x7 maps route through the NHWC kernels, csrc/cpu/dispatch.cpp; 40 stay):

@@ -101,7 +101,8 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 
 // NCHW calls that the channels-last kernels run faster, copies in and out included (measured
 // layer by layer, 2 threads: bench/NOTES.md v8 and v9). `g` is the call's forward form (an
-// input-gradient phase for that op), `strided` the op's stride.
+// input-gradient phase for that op), `strided` the op's stride. The depthwise layers that run
+// plane by plane (runs_by_planes below; NOTES v14) are asked first and never copied.
 // - Narrow images (has_narrow_rows: most of a vector's pixel lanes would idle by rows):
 //   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
 //   splits each row into phases); channel-rich kernels of more than one tap (512->512 3x3 on
@@ -147,6 +148,22 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
 }
 
 bool strided(const Geometry& g) { return g.rows.stride > 1 || g.cols.stride > 1; }
+
+// The kernels' scalar for `t`'s dtype (float accumulates bfloat16 and float16): its size, and
+// the lanes of one of k's vectors.
+int64_t scalar_bytes(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? 8 : 4; }
+int lanes_for(const IsaKernels* k, const at::Tensor& t) {
+  return scalar_bytes(t) == 8 ? k->float_lanes / 2 : k->float_lanes;
+}
+
+// Depthwise layers that the NCHW kernels run plane by plane (plan.h), without copies to NHWC
+// (576 dw 3x3/2 on 14x14: forward 2.7x torch's time via the copies, weight gradient 2.0x).
+bool runs_by_planes(const IsaKernels* k, const Geometry& g, const at::Tensor& src) {
+  return k && depthwise_by_planes(g, lanes_for(k, src), scalar_bytes(src));
+}
+bool input_grad_runs_by_planes(const IsaKernels* k, const Geometry& g, const at::Tensor& src) {
+  return k && input_grad_by_planes(g, lanes_for(k, src), scalar_bytes(src));
+}
 
 // Image by image, dst (cols x rows) = src (rows x cols) transposed, in tiles of 32 x 32 that stay
 // in L1. torch's own copy of a channels_last (8, 64, 112, 112) tensor to NCHW ran at 2.5 GB/s
@@ -239,7 +256,8 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, g, input, output, taps))
     return k->channels_last.forward(g, input, weight, bias, output);
-  if (faster_as_channels_last(k, Op::forward, g, input, taps, strided(g),
+  if (!runs_by_planes(k, g, input) &&
+      faster_as_channels_last(k, Op::forward, g, input, taps, strided(g),
                               input.nbytes() + output.nbytes()))
     return into(output, [&](const at::Tensor& out) {
       k->channels_last.forward(g, nhwc(input), weight, bias, out);
@@ -262,7 +280,10 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   const int64_t taps = g.kernel_area();
   if (takes_channels_last(k, phase, grad_output, grad_input, taps))
     return k->channels_last.input_grad(g, grad_output, weight, grad_input);
-  if (faster_as_channels_last(k, Op::input_grad, phase, grad_output, taps, strided(g),
+  // A depthwise layer at stride 2 runs plane by plane in NCHW, no phases and no copies (576 dw
+  // 3x3/2 on 14x14 via NHWC copies: 1.8x torch's time; the 192 on 28x28 as phases: 3x).
+  if (!input_grad_runs_by_planes(k, g, grad_output) &&
+      faster_as_channels_last(k, Op::input_grad, phase, grad_output, taps, strided(g),
                               grad_output.nbytes() + grad_input.nbytes()))
     return into(grad_input, [&](const at::Tensor& out) {
       k->channels_last.input_grad(g, nhwc(grad_output), weight, out);
@@ -297,7 +318,8 @@ void weight_grad(const Geometry& g, const at::Tensor& input, const at::Tensor& g
   into(grad_weight, [&](const at::Tensor& out) {
     if (takes_channels_last(k, g, input, grad_output, 0))
       return k->channels_last.weight_grad(g, input, grad_output, out);
-    if (faster_as_channels_last(k, Op::weight_grad, g, input, 0, strided(g),
+    if (!runs_by_planes(k, g, input) &&
+        faster_as_channels_last(k, Op::weight_grad, g, input, 0, strided(g),
                                 input.nbytes() + grad_output.nbytes())) {
       // A strided 1x1's NHWC copy needs only the pixels it reads: at stride 2 a quarter of the
       // input (64->128 1x1/2 on 56x56: that copy 0.67 -> 0.14 ms, the op 2.0-3.4x torch's).

@@ -77,6 +77,58 @@ bool has_narrow_rows(const Geometry& g, int lanes) {
   return 5 * w < 4 * round_up(w, lanes);
 }
 
+InputGradPlanes::InputGradPlanes(const Geometry& g, int lanes) {
+  const Axis& r = g.rows;
+  const Axis& c = g.cols;
+  // Vectors of phase columns a row: phase 0 has ceil(W / 2) columns, phase 1 floor(W / 2).
+  chunks = (c.input + 2 * lanes - 1) / (2 * lanes);
+  int64_t d_min = 0, d_max = 0;
+  for (int q = 0; q < 2; ++q)
+    for (int64_t kw = 0; kw < c.kernel; ++kw)
+      if (((q + c.padding - kw) & 1) == 0) {
+        const int64_t d = (q + c.padding - kw) / 2;  // exact: the numerator is even
+        taps[q].push_back({kw, d});
+        d_min = std::min(d_min, d);
+        d_max = std::max(d_max, d);
+      }
+  // Grad_input row y reads grad_output rows (y + ph - kh) / 2 for kh of its parity.
+  row_lo = div_floor(r.padding - (r.kernel - 1), 2);
+  rows = std::max<int64_t>(0, div_floor(r.input - 1 + r.padding, 2) + 1 - row_lo);
+  left = -d_min;
+  // Also room for the staging's whole-vector stores of a row (copy_run: round_up(W_out)).
+  width = round_up(left + std::max(chunks * lanes + d_max, round_up(c.output, lanes)), lanes);
+}
+
+bool input_grad_by_planes(const Geometry& g, int lanes, int64_t elem) {
+  if (g.in_channels_per_group() != 1 || g.out_channels_per_group() != 1) return false;
+  for (const Axis* a : {&g.rows, &g.cols})
+    if (a->stride != 2 || a->dilation != 1) return false;
+  return InputGradPlanes(g, lanes).size() * elem <= 256 * 1024;
+}
+
+SrcPlanes::SrcPlanes(const Geometry& g, int lanes) {
+  stride = g.cols.stride;
+  chunks = (g.cols.output + lanes - 1) / lanes;
+  // The columns the dst pixels' taps reach, and those the chunks' vectors reach, in whole
+  // vectors, with room for the split's whole-vector stores past split_len (split_in_two).
+  split_len = g.cols.output + (g.cols.kernel - 1) / stride;
+  phase_len = round_up(std::max(chunks * lanes + (g.cols.kernel - 1) / stride,
+                                split_len + lanes - 1), lanes);
+  // One vector of slack: stage_row's whole-vector stores run up to a vector past phase_len.
+  row_stride = stride * phase_len + lanes;
+  rows = (g.rows.output - 1) * g.rows.stride + g.rows.kernel;
+  for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+    for (int64_t kw = 0; kw < g.cols.kernel; ++kw)
+      tap_off.push_back(kh * row_stride + kw % stride * phase_len + kw / stride);
+}
+
+bool depthwise_by_planes(const Geometry& g, int lanes, int64_t elem) {
+  if (g.in_channels_per_group() != 1 || g.out_channels_per_group() != 1) return false;
+  if (g.rows.stride != g.cols.stride || g.rows.stride > 2) return false;
+  if (g.rows.dilation != 1 || g.cols.dilation != 1) return false;
+  return SrcPlanes(g, lanes).size() * elem <= 256 * 1024;
+}
+
 bool folds(const Geometry& g, const DstLayout&, int lanes) {
   // Folded vectors run across dst rows (in a dst whose rows are not contiguous, as an
   // input-gradient phase's, each lane is stored on its own: SlotTable::lane_off).

@@ -84,6 +84,46 @@ struct Slab {
 // Whether most dst rows' last vector would idle most of its lanes by rows (7x7 or 10x10 in 16
 // lanes): what makes narrow images take other routes (dispatch.cpp).
 bool has_narrow_rows(const Geometry& g, int lanes);
+// The input gradient of a depthwise layer at stride 2, plane by plane (ukernels.h:
+// depthwise_input_grad_by_planes). Column x = 2j + q of grad_input (phase q) is reached
+// through the taps kw of parity q + pw, each at grad_output column j + d, d = (q + pw - kw) / 2;
+// `taps[q]` lists them, kw ascending. Each plane of grad_output is staged as rows r in
+// [row_lo, row_lo + rows) (those outside the plane zero), each `width` elements: `left` zeros,
+// its columns, zeros; so the loads of `chunks` vectors of phase columns, which reach columns
+// [d_min, chunks * lanes + d_max), need no bounds.
+struct InputGradPlanes {
+  struct Tap {
+    int64_t kw, d;
+  };
+  std::vector<Tap> taps[2];
+  int64_t chunks, row_lo, rows, left, width;
+  InputGradPlanes(const Geometry& g, int lanes);
+  int64_t size() const { return rows * width; }
+};
+// Whether `g`'s input gradient (g its forward geometry) runs so rather than as four stride
+// phases: depthwise (one channel in and out a group), stride 2 on both axes, no dilation, and
+// a staged plane within 256 KiB (`elem` bytes an element), so that scratch stays an L2-sized
+// buffer a thread whatever the image.
+bool input_grad_by_planes(const Geometry& g, int lanes, int64_t elem);
+// A depthwise layer's forward or weight gradient at stride 1 or 2 (both axes), plane by plane
+// (ukernels.h: depthwise_forward_by_planes, depthwise_weight_grad_by_planes). A src plane is
+// staged as the `rows` rows t = y + ph of the padded plane that some dst row reads,
+// `row_stride` apart (the rows outside the image zero), each split into `stride` column
+// phases of `phase_len` elements (phase q: padded columns q, q + stride, ...). Tap t = kh * kw_n
+// + kw of the dst vector of row y and columns [m * lanes, (m + 1) * lanes) is then the load at
+// y * stride * row_stride + m * lanes + tap_off[t]; `chunks` vectors cover a dst row. Of a
+// phase, the first `split_len` elements are the columns some dst pixel reads (the rest is
+// what its vectors' lanes past the row read, and is not added: ukernels.h).
+struct SrcPlanes {
+  int64_t stride, chunks, phase_len, split_len, row_stride, rows;
+  std::vector<int64_t> tap_off;
+  SrcPlanes(const Geometry& g, int lanes);
+  int64_t size() const { return rows * row_stride; }
+};
+// Whether `g`'s forward and weight gradient run so (dispatch.cpp routes contiguous calls by
+// it): depthwise, stride 1 or 2 on both axes, no dilation, a staged plane within 256 KiB
+// (`elem` bytes an element).
+bool depthwise_by_planes(const Geometry& g, int lanes, int64_t elem);
 // Whether a correlation writing through `dst` stages folded (see Slab): narrow rows, or
 // channel-rich ones whose last vector is part-filled.
 bool folds(const Geometry& g, const DstLayout& dst, int lanes);

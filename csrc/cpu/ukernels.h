@@ -102,6 +102,20 @@ CORR2D_TARGET __attribute__((always_inline)) inline typename V::reg load_lanes(c
   if constexpr (MASKED) return load_first_from<V>(p, n);
   else return V::template load_from<T>(p);
 }
+// v's first n lanes to p, converted; memory past p + n is not written.
+template <typename V, typename T>
+CORR2D_TARGET __attribute__((always_inline)) inline void store_first_to(T* p, typename V::reg v,
+                                                                        int n) {
+  if (n == V::lanes) {
+    V::template store_to<T>(p, v);
+  } else if constexpr (std::is_same_v<T, typename V::scalar>) {
+    V::store_first(p, v, n);
+  } else {
+    alignas(64) typename V::scalar tmp[V::lanes];
+    V::store(tmp, v);
+    for (int k = 0; k < n; ++k) p[k] = static_cast<T>(tmp[k]);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Staging: the rows a task reads, converted to V::scalar, zero-padded, phase-split.
@@ -178,21 +192,29 @@ struct RowSplit {
 // three fifths of a 192-channel depthwise 3x3/2 forward on 28x28 (NCHW, Zen 4): five times its
 // multiply-adds. (A padded copy of the row, split after, stalled on every load: each spans two
 // of the copy's stores, which the CPU cannot forward.)
+//
+// With a `pitch` (> 0), phase 1 starts `pitch` elements after phase 0, and the last vector of
+// each phase is stored whole, its lanes past phase_len too (a pitch of at least phase_len +
+// lanes - 1 holds them): no scalar tail, for rows of a few vectors (SrcPlanes), where the
+// tail was as long as the vectors.
 template <typename V, typename T>
-CORR2D_TARGET void split_in_two(const RowSplit& how, const T* row, typename V::scalar* out) {
+CORR2D_TARGET void split_in_two(const RowSplit& how, const T* row, typename V::scalar* out,
+                                int64_t pitch = 0) {
   using S = typename V::scalar;
   constexpr int L = V::lanes;
   const int64_t len = how.phase_len, cols = how.cols, pad = how.padding;
   // Phase q's element j is src column 2j + q - pad, zero outside [0, cols).
   const auto at = [&](int64_t c) { return c >= 0 && c < cols ? static_cast<S>(row[c]) : S(0); };
   S* even = out;
-  S* odd = out + len;
+  S* odd = out + (pitch > 0 ? pitch : len);
+  // The vectors' stores end at or past len (pitch) or within it.
+  const int64_t vectors_end = pitch > 0 ? len + L - 1 : len;
   int64_t j = 0;
   for (; j < len && 2 * j < pad; ++j) {
     even[j] = at(2 * j - pad);
     odd[j] = at(2 * j + 1 - pad);
   }
-  for (; j + L <= len; j += L) {
+  for (; j + L <= vectors_end; j += L) {
     const int64_t c = 2 * j - pad;
     const int64_t n = std::clamp<int64_t>(cols - c, 0, 2 * L);
     typename V::reg a = V::zero(), b = V::zero();
@@ -1157,8 +1179,10 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
     }
   };
   // With several parts, each part's sums: parts x count units, under 8 MiB (parts x groups
-  // is at most 16, and a group's units hold under 512 KiB), whatever the weight's size.
-  std::vector<S> partial(parts > 1 ? parts * count * unit_floats : 0);
+  // is at most 16, and a group's units hold under 512 KiB), whatever the weight's size. Left
+  // uninitialized here: each task zeroes its own slice, in parallel and in its thread's cache,
+  // not the calling thread serially (up to 8 MiB of page faults before any work starts).
+  const std::unique_ptr<S[]> partial(parts > 1 ? new S[parts * count * unit_floats] : nullptr);
   at::parallel_for(0, parts * unit_tasks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t part = task / unit_tasks, ut = task % unit_tasks;
@@ -1166,7 +1190,8 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
       const int64_t rows_begin = part * total_rows / parts;
       const int64_t rows_end = (part + 1) * total_rows / parts;
       std::vector<S> own(parts > 1 ? 0 : (u1 - u0) * unit_floats, S(0));
-      S* const acc = parts > 1 ? partial.data() + (part * count + u0) * unit_floats : own.data();
+      S* const acc = parts > 1 ? partial.get() + (part * count + u0) * unit_floats : own.data();
+      if (parts > 1) std::fill(acc, acc + (u1 - u0) * unit_floats, S(0));
       for (int64_t r0 = rows_begin; r0 < rows_end; r0 += chunk_rows) {
         const int64_t r1 = std::min(rows_end, r0 + chunk_rows);
         for (int64_t u = u0; u < u1; ++u) {
@@ -1422,6 +1447,246 @@ void weight_grad(const Geometry& g, const T* input, const T* grad_output, T* gra
 }
 
 // ---------------------------------------------------------------------------------------------
+// Depthwise forward and weight gradient at stride 1 or 2, plane by plane (plan.h: SrcPlanes).
+//
+// Contiguous depthwise layers on small maps (MobileNetV2's 576 channels on 14x14 and 960 on
+// 7x7) spent more on the general path's setup and staging, or on copies to NHWC and back, than
+// on their 9 multiply-adds a pixel. Here a task stages one src plane at a time (padded, its
+// rows split into column phases) and runs every tap from it: a tap of a vector of dst pixels
+// is one load at a fixed offset.
+
+// Src plane `src` into `staged`: the rows inside the image, padded and phase-split; the rows
+// outside it are left as they are (zero).
+template <typename V, typename T>
+CORR2D_TARGET void stage_src_plane(const Geometry& g, const SrcPlanes& sp, const T* src,
+                                   typename V::scalar* staged) {
+  const Axis& cols = g.cols;
+  const RowSplit split(2, sp.split_len, cols.padding, cols.input);
+  const int64_t y1 = std::min(g.rows.input, sp.rows - g.rows.padding);
+  for (int64_t y = std::max<int64_t>(0, -g.rows.padding); y < y1; ++y) {
+    typename V::scalar* out = staged + (y + g.rows.padding) * sp.row_stride;
+    const T* row = src + y * cols.input;
+    if (sp.stride == 2) {
+      split_in_two<V>(split, row, out, sp.phase_len);
+    } else {
+      const int64_t begin = std::min(cols.padding, sp.phase_len);
+      const int64_t end = std::min(cols.padding + cols.input, sp.phase_len);
+      stage_row<V, T>(out, row - cols.padding, begin, end, sp.phase_len);
+    }
+  }
+}
+
+// RB dst rows of one vector of columns: `base` the staged plane at the first one's origin,
+// `out` its first pixel, n of its lanes kept. RB independent sums, so that the FMAs' latency
+// overlaps.
+template <typename V, typename T, int RB>
+CORR2D_TARGET __attribute__((always_inline)) inline void depthwise_rows(
+    const typename V::scalar* base, int64_t rows_apart, const int64_t* tap_off, int64_t taps,
+    const typename V::scalar* w, typename V::scalar bias, T* out, int64_t out_row, int n) {
+  typename V::reg acc[RB];
+  CORR2D_UNROLL
+  for (int i = 0; i < RB; ++i) acc[i] = V::set1(bias);
+  for (int64_t t = 0; t < taps; ++t) {
+    const typename V::reg wt = V::set1(w[t]);
+    const typename V::scalar* p = base + tap_off[t];
+    CORR2D_UNROLL
+    for (int i = 0; i < RB; ++i) acc[i] = V::fma(wt, V::load(p + i * rows_apart), acc[i]);
+  }
+  CORR2D_UNROLL
+  for (int i = 0; i < RB; ++i) store_first_to<V, T>(out + i * out_row, acc[i], n);
+}
+
+template <typename V, typename T>
+CORR2D_TARGET void depthwise_forward_plane(const Geometry& g, const SrcPlanes& sp, const T* src,
+                                           const typename V::scalar* w,
+                                           typename V::scalar bias,
+                                           typename V::scalar* staged, T* out) {
+  constexpr int L = V::lanes;
+  constexpr int RB = 4;
+  stage_src_plane<V, T>(g, sp, src, staged);
+  const int64_t ow = g.cols.output, taps = g.kernel_area();
+  const int64_t rows_apart = g.rows.stride * sp.row_stride;
+  const int64_t* tap_off = sp.tap_off.data();
+  for (int64_t m = 0; m < sp.chunks; ++m) {
+    const int n = static_cast<int>(std::min<int64_t>(L, ow - m * L));
+    int64_t y = 0;
+    // (A macro, not a lambda: a lambda would lack the target attribute to inline the tile.)
+#define CORR2D_DEPTHWISE_ROWS(K)                                                           \
+  depthwise_rows<V, T, K>(staged + y * rows_apart + m * L, rows_apart, tap_off, taps, w, bias, \
+                          out + y * ow + m * L, ow, n)
+    for (; y + RB <= g.rows.output; y += RB) CORR2D_DEPTHWISE_ROWS(RB);
+    switch (g.rows.output - y) {  // the last rows, as one tile
+      case 3: CORR2D_DEPTHWISE_ROWS(3); break;
+      case 2: CORR2D_DEPTHWISE_ROWS(2); break;
+      case 1: CORR2D_DEPTHWISE_ROWS(1); break;
+      default: break;
+    }
+#undef CORR2D_DEPTHWISE_ROWS
+  }
+}
+
+template <typename V, typename T>
+void depthwise_forward_by_planes(const Geometry& g, const T* input, const T* weight,
+                                 const T* bias, T* output) {
+  using S = typename V::scalar;
+  const SrcPlanes sp(g, V::lanes);
+  const int64_t taps = g.kernel_area();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.input_plane()));
+  at::parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
+    std::vector<S> staged(sp.size(), S(0));  // its rows outside the image stay zero
+    std::vector<S> w(taps);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t c = plane % g.in_channels;
+      for (int64_t t = 0; t < taps; ++t) w[t] = static_cast<S>(weight[c * taps + t]);
+      depthwise_forward_plane<V, T>(g, sp, input + plane * g.input_plane(), w.data(),
+                                    bias ? static_cast<S>(bias[c]) : S(0), staged.data(),
+                                    output + plane * g.output_plane());
+    }
+  });
+}
+
+// One plane's terms of grad_w[c, t] = sum over (n, y, x) of gy[n, c, y, x] * staged(n, c)[tap t
+// of (y, x)], added lane by lane into `sums` (L a tap), TB taps' at a time in registers. A
+// row's last vector loads only its valid lanes of both operands: past them lie src columns
+// that the row's pixels do not read through that tap, maybe inf.
+template <typename V, typename T, int TB>
+CORR2D_TARGET void depthwise_weight_grad_plane(const Geometry& g, const SrcPlanes& sp,
+                                               const T* src, const T* gy,
+                                               typename V::scalar* staged,
+                                               typename V::scalar* sums) {
+  using S = typename V::scalar;
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  stage_src_plane<V, T>(g, sp, src, staged);
+  const int64_t ow = g.cols.output, rows_apart = g.rows.stride * sp.row_stride;
+  const int64_t whole = ow / L, tail = ow % L;
+  const int64_t blocks = static_cast<int64_t>(sp.tap_off.size()) / TB;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t* off = sp.tap_off.data() + b * TB;
+    R acc[TB];
+    CORR2D_UNROLL
+    for (int i = 0; i < TB; ++i) acc[i] = V::load(sums + (b * TB + i) * L);
+    for (int64_t y = 0; y < g.rows.output; ++y) {
+      const S* base = staged + y * rows_apart;
+      const T* d_row = gy + y * ow;
+      for (int64_t m = 0; m < whole; ++m) {
+        const R d = V::template load_from<T>(d_row + m * L);
+        CORR2D_UNROLL
+        for (int i = 0; i < TB; ++i) acc[i] = V::fma(d, V::load(base + m * L + off[i]), acc[i]);
+      }
+      if (tail) {
+        const int n = static_cast<int>(tail);
+        const R d = load_first_from<V>(d_row + whole * L, n);
+        CORR2D_UNROLL
+        for (int i = 0; i < TB; ++i)
+          acc[i] = V::fma(d, V::load_first(base + whole * L + off[i], n), acc[i]);
+      }
+    }
+    CORR2D_UNROLL
+    for (int i = 0; i < TB; ++i) V::store(sums + (b * TB + i) * L, acc[i]);
+  }
+}
+
+template <typename V, typename T>
+void depthwise_weight_grad_by_planes(const Geometry& g, const T* input, const T* grad_output,
+                                     T* grad_weight) {
+  using S = typename V::scalar;
+  constexpr int L = V::lanes;
+  constexpr int TB = V::registers >= 32 ? 9 : 6;  // a 3x3's taps at once where they fit
+  SrcPlanes sp(g, L);
+  const int64_t taps = g.kernel_area();
+  // The taps in whole blocks of TB, the last one filled up by repeats of tap 0 (sums dropped).
+  const int64_t blocks = (taps + TB - 1) / TB;
+  sp.tap_off.resize(blocks * TB, sp.tap_off[0]);
+  // A task owns whole channels and adds their images in order, then each tap's lanes: the
+  // same sums for any thread count.
+  at::parallel_for(0, g.in_channels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<S> staged(sp.size(), S(0));  // its rows outside the image stay zero
+    std::vector<S> sums(blocks * TB * L);
+    for (int64_t c = begin; c < end; ++c) {
+      std::fill(sums.begin(), sums.end(), S(0));
+      for (int64_t n = 0; n < g.batch; ++n) {
+        const int64_t plane = n * g.in_channels + c;
+        depthwise_weight_grad_plane<V, T, TB>(g, sp, input + plane * g.input_plane(),
+                                              grad_output + plane * g.output_plane(),
+                                              staged.data(), sums.data());
+      }
+      for (int64_t t = 0; t < taps; ++t)
+        grad_weight[c * taps + t] = static_cast<T>(sum_lanes(sums.data() + t * L, L));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Depthwise input gradient at stride 2, plane by plane (plan.h: InputGradPlanes).
+//
+// grad_input[y, x] = sum over taps (kh, kw) with y + ph - kh = 2r and x + pw - kw = 2c of
+// w[kh, kw] * grad_output[r, c]. A phase's row (every other column of grad_input) is a sum of
+// whole grad_output rows shifted by d, a vector load and a multiply-add a tap, and the row of
+// grad_input is its two phases interleaved, written in place.
+//
+// The four phase correlations this replaces (forward_form.h) each staged and set up 14-wide
+// planes and stored their pixels one by one, every other one: the 192 dw 3x3/2 layer on 28x28
+// took 3x torch's time. Here each plane of grad_output is staged once, in a buffer whose
+// margins and rows past the plane's edges stay zero, so no load needs a bound. Each pixel's
+// sum runs kh then kw ascending, whatever the thread count.
+// One plane: gy (grad_output's) staged into `staged`, grad_input's written to gx.
+template <typename V, typename T>
+CORR2D_TARGET void depthwise_input_grad_plane(const Geometry& g, const InputGradPlanes& ip,
+                                              const T* gy, const typename V::scalar* w,
+                                              typename V::scalar* staged, T* gx) {
+  using S = typename V::scalar;
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  const Axis& rows = g.rows;
+  const Axis& cols = g.cols;
+  const int64_t r0 = std::max<int64_t>(0, ip.row_lo);
+  const int64_t r1 = std::min(rows.output, ip.row_lo + ip.rows);
+  for (int64_t r = r0; r < r1; ++r)
+    copy_run<V, T>(staged + (r - ip.row_lo) * ip.width + ip.left, gy + r * cols.output,
+                   cols.output);
+  for (int64_t y = 0; y < rows.input; ++y, gx += cols.input) {
+    // The taps kh of this row's parity, each reading grad_output row (y + ph - kh) / 2.
+    const int64_t kh0 = (y + rows.padding) & 1;
+    for (int64_t m = 0; m < ip.chunks; ++m) {
+      R even = V::zero(), odd = V::zero();
+      for (int64_t kh = kh0; kh < rows.kernel; kh += 2) {
+        const S* row =
+            staged + ((y + rows.padding - kh) / 2 - ip.row_lo) * ip.width + ip.left + m * L;
+        const S* wk = w + kh * cols.kernel;
+        for (const auto& t : ip.taps[0]) even = V::fma(V::set1(wk[t.kw]), V::load(row + t.d), even);
+        for (const auto& t : ip.taps[1]) odd = V::fma(V::set1(wk[t.kw]), V::load(row + t.d), odd);
+      }
+      const int64_t x0 = 2 * m * L;
+      store_first_to<V, T>(gx + x0, V::interleave_low(even, odd),
+                           static_cast<int>(std::min<int64_t>(L, cols.input - x0)));
+      if (cols.input - x0 > L)
+        store_first_to<V, T>(gx + x0 + L, V::interleave_high(even, odd),
+                             static_cast<int>(std::min<int64_t>(L, cols.input - x0 - L)));
+    }
+  }
+}
+
+template <typename V, typename T>
+void depthwise_input_grad_by_planes(const Geometry& g, const T* grad_output, const T* weight,
+                                    T* grad_input) {
+  using S = typename V::scalar;
+  const InputGradPlanes ip(g, V::lanes);
+  const int64_t taps = g.kernel_area();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.input_plane()));
+  at::parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
+    std::vector<S> staged(ip.size(), S(0));  // its margins and outer rows stay zero
+    std::vector<S> w(taps);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t c = plane % g.in_channels;
+      for (int64_t t = 0; t < taps; ++t) w[t] = static_cast<S>(weight[c * taps + t]);
+      depthwise_input_grad_plane<V, T>(g, ip, grad_output + plane * g.output_plane(), w.data(),
+                                       staged.data(), grad_input + plane * g.input_plane());
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // One instantiation's kernel table entries: the dtype switch in front of the templates, with
 // VF the float traits (float, bfloat16, float16 accumulate in float) and VD the double ones.
 template <typename VF, typename VD>
@@ -1454,6 +1719,11 @@ struct Instantiation {
     by_dtype(input.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
+      if (depthwise_by_planes(g, V::lanes, sizeof(typename V::scalar)))
+        return depthwise_forward_by_planes<V, T>(g, input.const_data_ptr<T>(),
+                                                 weight.const_data_ptr<T>(),
+                                                 bias ? bias->const_data_ptr<T>() : nullptr,
+                                                 output.mutable_data_ptr<T>());
       correlate<V, T>(g, forward_weight_layout(g), contiguous_dst_layout(g),
                       input.const_data_ptr<T>(),
                       weight.const_data_ptr<T>(), bias ? bias->const_data_ptr<T>() : nullptr,
@@ -1466,6 +1736,10 @@ struct Instantiation {
     by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
+      if (input_grad_by_planes(g, V::lanes, sizeof(typename V::scalar)))
+        return cpu::depthwise_input_grad_by_planes<V, T>(g, grad_output.const_data_ptr<T>(),
+                                                          weight.const_data_ptr<T>(),
+                                                          grad_input.mutable_data_ptr<T>());
       for_each_phase(g, grad_input, [&](const InputGradPhase& p) {
         correlate<V, T>(p.g, p.wl, p.dst, grad_output.const_data_ptr<T>(),
                         weight.const_data_ptr<T>(), nullptr, grad_input.mutable_data_ptr<T>());
@@ -1519,6 +1793,10 @@ struct Instantiation {
     by_dtype(input.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
+      if (depthwise_by_planes(g, V::lanes, sizeof(typename V::scalar)))
+        return depthwise_weight_grad_by_planes<V, T>(g, input.const_data_ptr<T>(),
+                                                     grad_output.const_data_ptr<T>(),
+                                                     grad_weight.mutable_data_ptr<T>());
       cpu::weight_grad<V, T>(g, input.const_data_ptr<T>(), grad_output.const_data_ptr<T>(),
                              grad_weight.mutable_data_ptr<T>());
     });

@@ -67,6 +67,15 @@ struct Avx2F32 {
     const __m256 t = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
   }
+  // The inverse: a0 b0 a1 b1 ... of phases a (even columns) and b (odd ones), its first 8
+  // lanes (low) and its next 8 (high). unpack works within 128-bit halves: a0 b0 a1 b1 | a4 b4
+  // a5 b5 and a2 b2 a3 b3 | a6 b6 a7 b7, whose halves are then paired.
+  static CORR2D_AVX2_INLINE reg interleave_low(reg a, reg b) {
+    return _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20);
+  }
+  static CORR2D_AVX2_INLINE reg interleave_high(reg a, reg b) {
+    return _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31);
+  }
   // The first n lanes from p, zeros in the others; memory past p + n is not read (vmaskmov
   // suppresses faults on the masked lanes).
   static CORR2D_AVX2_INLINE reg load_first(const float* p, int n) {
@@ -123,6 +132,12 @@ struct Avx2F64 {
   }
   static CORR2D_AVX2_INLINE reg odd_lanes(reg a, reg b) {
     return _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static CORR2D_AVX2_INLINE reg interleave_low(reg a, reg b) {
+    return _mm256_permute2f128_pd(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b), 0x20);
+  }
+  static CORR2D_AVX2_INLINE reg interleave_high(reg a, reg b) {
+    return _mm256_permute2f128_pd(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b), 0x31);
   }
   static CORR2D_AVX2_INLINE reg load_first(const double* p, int n) {
     // Two 32-bit mask lanes per double lane: the mask's sign bits are those of the high halves.

@@ -57,6 +57,17 @@ struct Avx512F32 {
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     return _mm512_permutex2var_ps(a, odd, b);
   }
+  // The inverse: a0 b0 a1 b1 ... of phases a (even columns) and b (odd ones), its first 16
+  // lanes (low) and its next 16 (high).
+  static CORR2D_AVX512_INLINE reg interleave_low(reg a, reg b) {
+    const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return _mm512_permutex2var_ps(a, low, b);
+  }
+  static CORR2D_AVX512_INLINE reg interleave_high(reg a, reg b) {
+    const __m512i high =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    return _mm512_permutex2var_ps(a, high, b);
+  }
   // The first n lanes from p, zeros in the others; memory past p + n is not read (masked
   // lanes do not fault).
   static CORR2D_AVX512_INLINE reg load_first(const float* p, int n) {
@@ -111,6 +122,12 @@ struct Avx512F64 {
   }
   static CORR2D_AVX512_INLINE reg odd_lanes(reg a, reg b) {
     return _mm512_permutex2var_pd(a, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), b);
+  }
+  static CORR2D_AVX512_INLINE reg interleave_low(reg a, reg b) {
+    return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b);
+  }
+  static CORR2D_AVX512_INLINE reg interleave_high(reg a, reg b) {
+    return _mm512_permutex2var_pd(a, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b);
   }
   static CORR2D_AVX512_INLINE reg load_first(const double* p, int n) {
     return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);

@@ -51,8 +51,15 @@ struct GenericVec {
     }
     return r;
   }
-  // v with the lanes from `valid` on cleared (set to +0, not multiplied by 0: the lanes hold
-  // input past a row's end, possibly inf).
+  // The inverse: a0 b0 a1 b1 ... of phases a (even columns) and b (odd ones), its first lanes
+  // (low) and its next lanes (high).
+  static inline reg interleave_low(reg a, reg b) { return zip(a, b, 0); }
+  static inline reg interleave_high(reg a, reg b) { return zip(a, b, Lanes / 2); }
+  static inline reg zip(reg a, reg b, int first) {
+    reg r;
+    for (int k = 0; k < Lanes; ++k) r[k] = k % 2 ? b[first + k / 2] : a[first + k / 2];
+    return r;
+  }
   // The first n lanes from p, zeros in the others; memory past p + n is not read.
   static inline reg load_first(const scalar* p, int n) {
     reg r{};

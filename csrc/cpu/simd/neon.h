@@ -29,6 +29,9 @@ struct NeonF32 {
   // column phases of a stride-2 row.
   static inline reg even_lanes(reg a, reg b) { return vuzp1q_f32(a, b); }
   static inline reg odd_lanes(reg a, reg b) { return vuzp2q_f32(a, b); }
+  // The inverse: a0 b0 a1 b1 of phases a (even columns) and b (odd ones), low and high halves.
+  static inline reg interleave_low(reg a, reg b) { return vzip1q_f32(a, b); }
+  static inline reg interleave_high(reg a, reg b) { return vzip2q_f32(a, b); }
   // The first n lanes from p, zeros in the others; memory past p + n is not read (NEON has
   // no masked load: through a zeroed buffer).
   static inline reg load_first(const float* p, int n) {
@@ -93,6 +96,8 @@ struct NeonF64 {
   // column phases of a stride-2 row.
   static inline reg even_lanes(reg a, reg b) { return vuzp1q_f64(a, b); }
   static inline reg odd_lanes(reg a, reg b) { return vuzp2q_f64(a, b); }
+  static inline reg interleave_low(reg a, reg b) { return vzip1q_f64(a, b); }
+  static inline reg interleave_high(reg a, reg b) { return vzip2q_f64(a, b); }
   static inline reg load_first(const double* p, int n) {
     alignas(16) double tmp[2] = {0.0, 0.0};
     for (int k = 0; k < n; ++k) tmp[k] = p[k];
