@@ -1525,23 +1525,33 @@ CORR2D_TARGET void depthwise_forward_plane(const Geometry& g, const SrcPlanes& s
   }
 }
 
+// Every (image, channel) plane of a depthwise layer, a few a task: run(plane, c, w, staged)
+// with w channel c's taps converted to S and `staged` the task's buffer of `staged_size`
+// elements, zeroed once (what a plane kernel does not write stays zero).
+template <typename S, typename T, typename Run>
+void for_each_plane(const Geometry& g, const T* weight, int64_t staged_size, const Run& run) {
+  const int64_t taps = g.kernel_area();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.input_plane()));
+  at::parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
+    std::vector<S> staged(staged_size, S(0));
+    std::vector<S> w(taps);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t c = plane % g.in_channels;
+      for (int64_t t = 0; t < taps; ++t) w[t] = static_cast<S>(weight[c * taps + t]);
+      run(plane, c, w.data(), staged.data());
+    }
+  });
+}
+
 template <typename V, typename T>
 void depthwise_forward_by_planes(const Geometry& g, const T* input, const T* weight,
                                  const T* bias, T* output) {
   using S = typename V::scalar;
   const SrcPlanes sp(g, V::lanes);
-  const int64_t taps = g.kernel_area();
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.input_plane()));
-  at::parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
-    std::vector<S> staged(sp.size(), S(0));  // its rows outside the image stay zero
-    std::vector<S> w(taps);
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t c = plane % g.in_channels;
-      for (int64_t t = 0; t < taps; ++t) w[t] = static_cast<S>(weight[c * taps + t]);
-      depthwise_forward_plane<V, T>(g, sp, input + plane * g.input_plane(), w.data(),
-                                    bias ? static_cast<S>(bias[c]) : S(0), staged.data(),
-                                    output + plane * g.output_plane());
-    }
+  for_each_plane<S>(g, weight, sp.size(), [&](int64_t plane, int64_t c, const S* w, S* staged) {
+    depthwise_forward_plane<V, T>(g, sp, input + plane * g.input_plane(), w,
+                                  bias ? static_cast<S>(bias[c]) : S(0), staged,
+                                  output + plane * g.output_plane());
   });
 }
 
@@ -1672,17 +1682,10 @@ void depthwise_input_grad_by_planes(const Geometry& g, const T* grad_output, con
                                     T* grad_input) {
   using S = typename V::scalar;
   const InputGradPlanes ip(g, V::lanes);
-  const int64_t taps = g.kernel_area();
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.input_plane()));
-  at::parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
-    std::vector<S> staged(ip.size(), S(0));  // its margins and outer rows stay zero
-    std::vector<S> w(taps);
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t c = plane % g.in_channels;
-      for (int64_t t = 0; t < taps; ++t) w[t] = static_cast<S>(weight[c * taps + t]);
-      depthwise_input_grad_plane<V, T>(g, ip, grad_output + plane * g.output_plane(), w.data(),
-                                       staged.data(), grad_input + plane * g.input_plane());
-    }
+  // (The staged buffer's margins and outer rows stay zero.)
+  for_each_plane<S>(g, weight, ip.size(), [&](int64_t plane, int64_t, const S* w, S* staged) {
+    depthwise_input_grad_plane<V, T>(g, ip, grad_output + plane * g.output_plane(), w, staged,
+                                     grad_input + plane * g.input_plane());
   });
 }
 
