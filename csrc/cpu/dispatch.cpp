@@ -76,6 +76,13 @@ const IsaKernels* fast_path_for(const Geometry& g) {
   return selected().load();
 }
 
+// The kernels' scalar for `t`'s dtype (float accumulates bfloat16 and float16): its size, and
+// the lanes of one of k's vectors.
+int64_t scalar_bytes(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? 8 : 4; }
+int lanes_for(const IsaKernels* k, const at::Tensor& t) {
+  return scalar_bytes(t) == 8 ? k->float_lanes / 2 : k->float_lanes;
+}
+
 // Layouts. corr2d.cpp hands these kernels every tensor contiguous in the call's result format
 // (corr2d_ops.h): NCHW, or NHWC where the result is channels_last (the weight always OIHW). A
 // tensor with one channel or 1x1 images is both, and reads the same either way.
@@ -85,10 +92,9 @@ const IsaKernels* fast_path_for(const Geometry& g) {
 // and input gradient's, within a bound; 0 for the weight gradient, which packs nothing).
 bool suits_channels_last(const IsaKernels* k, const Geometry& g, const at::Tensor& src,
                          int64_t packed_taps) {
-  const int64_t elem = src.scalar_type() == at::kDouble ? 8 : 4;  // the kernels' scalar
   return k && channels_last_fits(g, k->float_lanes) &&
          (packed_taps == 0 ||
-          channels_last_packs_within_bound(g, packed_taps, k->float_lanes, elem));
+          channels_last_packs_within_bound(g, packed_taps, k->float_lanes, scalar_bytes(src)));
 }
 
 // Whether a call takes them as it is: its src and dst NHWC (not both NCHW).
@@ -148,13 +154,6 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
 }
 
 bool strided(const Geometry& g) { return g.rows.stride > 1 || g.cols.stride > 1; }
-
-// The kernels' scalar for `t`'s dtype (float accumulates bfloat16 and float16): its size, and
-// the lanes of one of k's vectors.
-int64_t scalar_bytes(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? 8 : 4; }
-int lanes_for(const IsaKernels* k, const at::Tensor& t) {
-  return scalar_bytes(t) == 8 ? k->float_lanes / 2 : k->float_lanes;
-}
 
 // Depthwise layers that the NCHW kernels run plane by plane (plan.h), without copies to NHWC
 // (576 dw 3x3/2 on 14x14: forward 2.7x torch's time via the copies, weight gradient 2.0x).

@@ -1640,6 +1640,7 @@ void depthwise_weight_grad_by_planes(const Geometry& g, const T* input, const T*
 // took 3x torch's time. Here each plane of grad_output is staged once, in a buffer whose
 // margins and rows past the plane's edges stay zero, so no load needs a bound. Each pixel's
 // sum runs kh then kw ascending, whatever the thread count.
+
 // One plane: gy (grad_output's) staged into `staged`, grad_input's written to gx.
 template <typename V, typename T>
 CORR2D_TARGET void depthwise_input_grad_plane(const Geometry& g, const InputGradPlanes& ip,

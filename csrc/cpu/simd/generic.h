@@ -56,7 +56,7 @@ struct GenericVec {
   static inline reg interleave_low(reg a, reg b) { return zip(a, b, 0); }
   static inline reg interleave_high(reg a, reg b) { return zip(a, b, Lanes / 2); }
   static inline reg zip(reg a, reg b, int first) {
-    reg r;
+    reg r{};  // every lane is set below; the zeros keep GCC 12's -Wmaybe-uninitialized quiet
     for (int k = 0; k < Lanes; ++k) r[k] = k % 2 ? b[first + k / 2] : a[first + k / 2];
     return r;
   }
