@@ -14,7 +14,8 @@ namespace corr2d_ext {
 // The three ops of one backend. All tensors are contiguous NCHW (weight OIHW) of the dtype
 // and device of the input; outputs are allocated with their final sizes and are not empty.
 // Except: a backend that `takes_channels_last` (the CPU's) is handed a channels_last call's
-// tensors contiguous in that format (NHWC; the weight still OIHW), its result included.
+// tensors contiguous in that format (NHWC), its result included, and the weight OIHW or, where
+// it is channels_last itself, OHWI (the forward and the input gradient read it by strides).
 struct Corr2dKernels {
   // output = corr2d(input, weight) + bias
   void (*forward)(const Geometry& g, const at::Tensor& input, const at::Tensor& weight,

@@ -27,10 +27,22 @@ struct WeightLayout {
   int64_t group, dst, src, tap_row, tap_col, offset;
 };
 
-inline WeightLayout forward_weight_layout(const Geometry& g) {
+// The weight tensor's strides, dims (O, I, H, W): contiguous OIHW, or what a backend that
+// takes channels_last weights is handed (OHWI).
+struct WeightStrides {
+  int64_t dst, src, row, col;
+};
+
+inline WeightStrides contiguous_weight_strides(const Geometry& g) {
   const int64_t ka = g.kernel_area();
-  const int64_t cin = g.in_channels_per_group();
-  return {g.out_channels_per_group() * cin * ka, cin * ka, ka, g.cols.kernel, 1, 0};
+  return {g.in_channels_per_group() * ka, ka, g.cols.kernel, 1};
+}
+
+inline WeightLayout forward_weight_layout(const Geometry& g, const WeightStrides& s) {
+  return {g.out_channels_per_group() * s.dst, s.dst, s.src, s.row, s.col, 0};
+}
+inline WeightLayout forward_weight_layout(const Geometry& g) {
+  return forward_weight_layout(g, contiguous_weight_strides(g));
 }
 
 // The taps at either end of each axis that read only padding, for every output, cut off: the
@@ -124,10 +136,7 @@ inline PhaseAxis phase_axis(const Axis& a, int64_t i0) {
 
 }  // namespace detail
 
-inline std::vector<InputGradPhase> input_grad_phases(const Geometry& g) {
-  const int64_t ka = g.kernel_area();
-  const int64_t kw = g.cols.kernel;
-  const int64_t cin = g.in_channels_per_group();
+inline std::vector<InputGradPhase> input_grad_phases(const Geometry& g, const WeightStrides& s) {
   const int64_t in_plane = g.input_plane();
   std::vector<InputGradPhase> phases;
   const int64_t row_phases = g.rows.stride < g.rows.input ? g.rows.stride : g.rows.input;
@@ -143,13 +152,17 @@ inline std::vector<InputGradPhase> input_grad_phases(const Geometry& g) {
       // read backwards, from the last.
       const int64_t last_h = rows.first_tap + (rows.taps - 1) * rows.tap_step;
       const int64_t last_w = cols.first_tap + (cols.taps - 1) * cols.tap_step;
-      p.wl = WeightLayout{g.out_channels_per_group() * cin * ka, ka, cin * ka,
-                          -rows.tap_step * kw, -cols.tap_step, last_h * kw + last_w};
+      p.wl = WeightLayout{g.out_channels_per_group() * s.dst, s.src, s.dst,
+                          -rows.tap_step * s.row, -cols.tap_step * s.col,
+                          last_h * s.row + last_w * s.col};
       p.dst = DstLayout{g.in_channels * in_plane, in_plane, g.rows.stride * g.cols.input,
                         g.cols.stride, r0 * g.cols.input + c0};
       phases.push_back(p);
     }
   return phases;
+}
+inline std::vector<InputGradPhase> input_grad_phases(const Geometry& g) {
+  return input_grad_phases(g, contiguous_weight_strides(g));
 }
 
 }  // namespace corr2d_ext

@@ -104,6 +104,10 @@ GEOMETRIES = [
     (2, 3, 16, 23, 21, 7, 7, 2, 3, 1, 1),
     # ... and a channel-rich one, whose src channels run in passes of float partial sums:
     (1, 256, 24, 5, 5, 3, 3, 1, 1, 1, 1),
+    # Channels-last weights packed by transposes of lanes x lanes (ukernels.h:
+    # pack_runs_transposed): 20 x 9 = 180 elements a dst channel (whole vectors and a part-filled
+    # last one at 16, 8 and 4 lanes) and 36 dst channels (a part-filled last vector at 16 and 8)
+    (2, 20, 36, 6, 6, 3, 3, 1, 1, 1, 1),
     # Contiguous calls routed through the NHWC kernels on copies on wide images (32-wide rows
     # fold in no instantiation): a 3x3 weight gradient, and a 3x3/2 input gradient
     (2, 16, 16, 10, 32, 3, 3, 1, 1, 1, 1),
@@ -131,6 +135,13 @@ def macs(geometry):
 # Both layouts: channels_last arguments take the channels-last kernels wherever the geometry
 # suits them (csrc/cpu/dispatch.cpp), and the NCHW ones on copies elsewhere.
 FORMATS = [torch.contiguous_format, torch.channels_last]
+# ... and the weight's: a channels_last call hands the channels-last kernels a channels_last
+# weight as it is (OHWI), which they pack by its strides (ukernels.h: pack_channels_last_block),
+# and the NCHW kernels an OIHW copy.
+LAYOUTS = [(torch.contiguous_format, torch.contiguous_format),
+           (torch.channels_last, torch.contiguous_format),
+           (torch.channels_last, torch.channels_last)]
+layout_id = lambda layout: f"{layout[0]}-weight_{layout[1]}".replace("torch.", "")
 
 
 def make(geometry, dtype):
@@ -170,14 +181,14 @@ def test_geometries_are_large_enough_for_the_fast_path(geometry):
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("memory_format", FORMATS, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=layout_id)
 @pytest.mark.parametrize("isa", FAST_CPU_ISAS)
-def test_instantiation_matches_float64_f_conv2d(isa, memory_format, dtype, geometry):
+def test_instantiation_matches_float64_f_conv2d(isa, layout, dtype, geometry):
     x, w, b, gy, options = make(geometry, dtype)
     expected = reference(x, w, b, gy, options)
-    laid = lambda t: t.to(dtype).contiguous(memory_format=memory_format)
+    laid = lambda t, memory_format=layout[0]: t.to(dtype).contiguous(memory_format=memory_format)
     with cpu_isa(isa):
-        ours = ops(laid(x), w.to(dtype), b.to(dtype), laid(gy), options)
+        ours = ops(laid(x), laid(w, layout[1]), b.to(dtype), laid(gy), options)
     assert all(t.dtype == dtype for t in ours)  # (strides: test_memory_format.py)
     assert_all_close([t.double() for t in ours], expected, ("output", "grad_input", "grad_weight"),
                      **TOLERANCES[dtype])
@@ -194,12 +205,13 @@ TWINS = [(native, generic) for native, generic in
 @pytest.mark.skipif(not TWINS, reason="this CPU runs no native fast-path instantiation")
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("memory_format", FORMATS, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=layout_id)
 @pytest.mark.parametrize("twin", TWINS, ids="-".join)
-def test_generic_instantiation_is_bitwise_its_native_twin(twin, memory_format, dtype, geometry):
+def test_generic_instantiation_is_bitwise_its_native_twin(twin, layout, dtype, geometry):
     x, w, b, gy, options = (t.to(dtype) if isinstance(t, torch.Tensor) else t
                             for t in make(geometry, dtype))
-    x, gy = (t.contiguous(memory_format=memory_format) for t in (x, gy))
+    x, gy = (t.contiguous(memory_format=layout[0]) for t in (x, gy))
+    w = w.contiguous(memory_format=layout[1])
     results = []
     for isa in twin:
         with cpu_isa(isa):

@@ -84,8 +84,10 @@ int lanes_for(const IsaKernels* k, const at::Tensor& t) {
 }
 
 // Layouts. corr2d.cpp hands these kernels every tensor contiguous in the call's result format
-// (corr2d_ops.h): NCHW, or NHWC where the result is channels_last (the weight always OIHW). A
-// tensor with one channel or 1x1 images is both, and reads the same either way.
+// (corr2d_ops.h): NCHW, or NHWC where the result is channels_last, the weight OIHW or (a
+// channels_last call's channels_last weight) OHWI. The channels-last kernels read the weight
+// through its strides; the NCHW ones get it OIHW. A tensor with one channel or 1x1 images is
+// both, and reads the same either way.
 //
 // Whether the channels-last kernels suit a correlation (`g`: its forward form, the input
 // gradient's phases), `packed_taps` the taps per weight they pack once per call (the forward's
@@ -261,9 +263,10 @@ void forward(const Geometry& g, const at::Tensor& input, const at::Tensor& weigh
     return into(output, [&](const at::Tensor& out) {
       k->channels_last.forward(g, nhwc(input), weight, bias, out);
     }, at::MemoryFormat::ChannelsLast);
+  const at::Tensor oihw = weight.contiguous();
   into(output, [&](const at::Tensor& out) {
-    if (k) return k->ops.forward(g, nchw(input), weight, bias, out);
-    portable::forward(g, nchw(input), weight, bias, out);
+    if (k) return k->ops.forward(g, nchw(input), oihw, bias, out);
+    portable::forward(g, nchw(input), oihw, bias, out);
   });
 }
 
@@ -272,7 +275,7 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
   // The fast path correlates grad_output padded with zeros, where a non-finite weight would
   // make NaN (inf * 0) that F.conv2d's input gradient does not have.
   const IsaKernels* k = fast_path_for(g);
-  if (k && !all_finite(weight)) k = nullptr;  // contiguous, as every weight is
+  if (k && !all_finite(weight)) k = nullptr;  // OIHW or OHWI, dense either way
   // Its correlations' geometry: grad_output's channels in, the input's out; a phase packs at
   // most every tap.
   const Geometry phase = input_grad_phases(g).front().g;
@@ -287,9 +290,10 @@ void input_grad(const Geometry& g, const at::Tensor& grad_output, const at::Tens
     return into(grad_input, [&](const at::Tensor& out) {
       k->channels_last.input_grad(g, nhwc(grad_output), weight, out);
     }, at::MemoryFormat::ChannelsLast);
+  const at::Tensor oihw = weight.contiguous();
   into(grad_input, [&](const at::Tensor& out) {
-    if (k) return k->ops.input_grad(g, nchw(grad_output), weight, out);
-    portable::input_grad(g, nchw(grad_output), weight, out);
+    if (k) return k->ops.input_grad(g, nchw(grad_output), oihw, out);
+    portable::input_grad(g, nchw(grad_output), oihw, out);
   });
 }
 

@@ -377,6 +377,49 @@ bool channels_last_packs_within_bound(const Geometry& g, int64_t taps, int lanes
   return padded * g.in_channels_per_group() * taps * elem_bytes <= kPackedWeightBytes;
 }
 
+WeightRuns weight_runs(const Geometry& g, const WeightLayout& wl) {
+  const int64_t cin = g.in_channels_per_group();
+  const int64_t kh = g.rows.kernel, kw = g.cols.kernel, taps = kh * kw;
+  WeightRuns r;
+  if (wl.tap_col == 1 && wl.tap_row == kw) {
+    // Taps contiguous and in order: OIHW as it is. One run when the src channels' runs abut.
+    if (wl.src == taps || cin == 1) {
+      r.runs = 1;
+      r.length = cin * taps;
+    } else {
+      r.runs = cin;
+      r.run_stride = wl.src;
+      r.length = taps;
+      r.row_step = 1;
+    }
+    r.minor = taps;  // e = i * taps + t
+    r.major_step = 1;
+    r.minor_step = cin;
+  } else if (wl.tap_col == -1 && wl.tap_row == -kw) {
+    // Taps contiguous backwards (the flipped weight of a stride-1 input gradient): src channel
+    // i's taps from the last, t = taps - 1 - e.
+    r.runs = cin;
+    r.run_stride = wl.src;
+    r.start = -(taps - 1);
+    r.length = taps;
+    r.row0 = (taps - 1) * cin;
+    r.row_step = 1;
+    r.minor = taps;
+    r.minor_step = -cin;
+  } else if (wl.src == 1 && wl.tap_col == cin) {
+    // OHWI: a kernel row's (kw, i) contiguous, e = kw * C_src + i, which is also its packed
+    // row's offset from the kernel row's first; one run when the rows abut.
+    const bool abut = wl.tap_row == kw * cin;
+    r.runs = abut ? 1 : kh;
+    r.run_stride = wl.tap_row;
+    r.length = abut ? taps * cin : kw * cin;
+    r.row_step = kw * cin;
+    r.minor = r.length;
+    r.minor_step = 1;
+  }
+  return r;
+}
+
 ChannelsLastPlan::ChannelsLastPlan(const Geometry& g, int lanes_, int max_vectors,
                                    int64_t elem_bytes)
     : lanes(lanes_) {

@@ -261,6 +261,22 @@ bool channels_last_fits(const Geometry& g, int lanes);
 bool channels_last_packs_within_bound(const Geometry& g, int64_t taps, int lanes,
                                       int64_t elem_bytes);
 
+// How the channels-last weight packing (correlate_channels_last) reads a forward-form weight
+// (`wl`, after drop_padding_taps) in whole vectors: the elements it packs for one dst channel,
+// (src channel i, tap t), lie in `runs` runs of `length` contiguous elements, run r from
+// r * run_stride + start (relative to the dst channel's (0, 0)); element e of run r belongs to
+// packed row row0 + r * row_step + (e / minor) * major_step + (e % minor) * minor_step, the
+// packed row of (i, t) being t * C_src + i. L dst channels' runs are loaded as L vectors,
+// transposed in registers and stored as L vectors of dst channels. Found for the layouts the
+// ops hand over: OIHW read forward (one run of C_src * taps: (i, t)), OIHW read flipped by the
+// stride-1 input gradient (a run of taps per src channel, backwards), and OHWI, channels_last
+// (runs of (tap, i) per kernel row). `length` 0: none of those, element by element.
+struct WeightRuns {
+  int64_t runs = 0, run_stride = 0, start = 0, length = 0;
+  int64_t row0 = 0, row_step = 0, minor = 1, major_step = 0, minor_step = 0;
+};
+WeightRuns weight_runs(const Geometry& g, const WeightLayout& wl);
+
 struct ChannelsLastPlan {
   bool depthwise;
   int lanes;

@@ -904,6 +904,110 @@ CORR2D_TARGET void channels_last_block_tiles(const Geometry& g, const DstLayout&
   }
 }
 
+// An L x L block transposed in registers: lane k of v[e] becomes lane e of v[k]. log2(L)
+// rounds, each interleaving the vectors L / 2 apart (a perfect shuffle of the rows).
+template <typename V>
+CORR2D_TARGET __attribute__((always_inline)) inline void transpose_lanes(typename V::reg* v) {
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  CORR2D_UNROLL
+  for (int round = 1; round < L; round *= 2) {
+    R t[L];
+    CORR2D_UNROLL
+    for (int k = 0; k < L; k += 2) {
+      t[k] = V::interleave_low(v[k / 2], v[k / 2 + L / 2]);
+      t[k + 1] = V::interleave_high(v[k / 2], v[k / 2 + L / 2]);
+    }
+    CORR2D_UNROLL
+    for (int k = 0; k < L; ++k) v[k] = t[k];
+  }
+}
+
+// v[k] = the first n elements (all L unless MASKED) from p + k * apart, for the first `rows`
+// k; zeros for the others, which are not read.
+template <typename V, bool MASKED, typename T>
+CORR2D_TARGET __attribute__((always_inline)) inline void load_rows(typename V::reg* v,
+                                                                   const T* p, int64_t apart,
+                                                                   int rows, int n) {
+  CORR2D_UNROLL
+  for (int k = 0; k < V::lanes; ++k)
+    v[k] = k < rows ? load_lanes<V, MASKED>(p + k * apart, n) : V::zero();
+}
+
+// Dst channels [j0, j0 + L) of a channels-last weight block, lanes of its `width`-element
+// packed rows, through the runs `wr` describes (plan.h: WeightRuns). `first` is channel j0's
+// element (0, 0), the channels `apart` apart, of which the first `rows` exist (the others
+// pack as zeros). Each L elements of L channels' runs are L vector loads, a transpose and L
+// vector stores: copied element by element, each strided load waited on its cache line (a
+// 512->512 3x3 forward's dst channels lie 18 KiB apart, every other one in the same set of a
+// 32 KiB 8-way L1), and packing took a fifth of the forward on 7x7 maps.
+template <typename V, typename T>
+CORR2D_TARGET void pack_runs_transposed(const WeightRuns& wr, const T* first, int64_t apart,
+                                        int rows, int64_t width, typename V::scalar* out) {
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  for (int64_t r = 0; r < wr.runs; ++r) {
+    const T* run = first + r * wr.run_stride + wr.start;
+    const int64_t row_r = wr.row0 + r * wr.row_step;
+    int64_t a = 0, b = 0;  // e / minor and e % minor, stepped: no division per element
+    for (int64_t e0 = 0; e0 < wr.length; e0 += L) {
+      const int n = static_cast<int>(std::min<int64_t>(L, wr.length - e0));
+      R v[L];
+      if (n == L) load_rows<V, false>(v, run + e0, apart, rows, n);
+      else load_rows<V, true>(v, run + e0, apart, rows, n);
+      transpose_lanes<V>(v);
+      CORR2D_UNROLL
+      for (int k = 0; k < L; ++k) {
+        if (k < n) V::store(out + (row_r + a * wr.major_step + b * wr.minor_step) * width, v[k]);
+        if (++b == wr.minor) b = 0, ++a;
+      }
+    }
+  }
+}
+
+// A channels-last weight block: the `real` dst channels from `first`, `apart` apart, each
+// channel's (src channel i, tap (kh, kw)) at i * wl.src + kh * wl.tap_row + kw * wl.tap_col,
+// packed as [tap][i][width] (zeros past `real`): through whole vectors where the layout allows
+// (weight_runs, or dst channels adjacent: a stride-1 input gradient of an OHWI weight),
+// element by element otherwise.
+template <typename V, typename T>
+CORR2D_TARGET void pack_channels_last_block(const Geometry& g, const WeightLayout& wl,
+                                            const WeightRuns& wr, const T* first,
+                                            int64_t apart, int64_t real, int64_t width,
+                                            typename V::scalar* block) {
+  using S = typename V::scalar;
+  constexpr int L = V::lanes;
+  const int64_t cin = g.in_channels_per_group();
+  if (apart == 1) {
+    for (int64_t i = 0; i < cin; ++i)
+      for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+        for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
+          S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * width;
+          copy_run<V>(to, first + i * wl.src + kh * wl.tap_row + kw * wl.tap_col, real);
+          for (int64_t j = round_up(real, L); j < width; ++j) to[j] = S(0);
+        }
+    return;
+  }
+  if (wr.length > 0) {
+    for (int64_t j0 = 0; j0 < width; j0 += L)
+      pack_runs_transposed<V>(wr, first + j0 * apart, apart,
+                              static_cast<int>(std::clamp<int64_t>(real - j0, 0, L)), width,
+                              block + j0);
+    return;
+  }
+  // Src channel by src channel: the block's weights of one src channel (every dst channel
+  // and tap) lie in a few cache lines, read once; tap by tap, a large weight's lines were read
+  // from L2 once per tap.
+  for (int64_t i = 0; i < cin; ++i)
+    for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+      for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
+        S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * width;
+        const T* from = first + i * wl.src + kh * wl.tap_row + kw * wl.tap_col;
+        for (int64_t j = 0; j < real; ++j) to[j] = static_cast<S>(from[j * apart]);
+        for (int64_t j = real; j < width; ++j) to[j] = S(0);
+      }
+}
+
 // dst = correlation of src with the weight (read through `wl`) + bias, in forward form, src
 // NHWC and dst written through `dl` with contiguous channels (dl.channel == 1).
 template <typename V, typename T>
@@ -927,6 +1031,7 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
   const int64_t per_group = taps * cin * padded;
   auto packed = scratch<S>(groups * per_group);
   std::vector<S> biases(groups * padded, S(0));
+  const WeightRuns runs = weight_runs(g, wl);
   at::parallel_for(0, groups * plan.group_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t grp = u / plan.group_blocks, blk = u % plan.group_blocks;
@@ -940,19 +1045,7 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
           (plan.depthwise ? g.out_channels : cout) - v0 * L, 0, width);
       const int64_t apart = plan.depthwise ? wl.group : wl.dst;
       const T* first = w + wl.offset + (plan.depthwise ? 0 : grp * wl.group) + v0 * L * apart;
-      // Src channel by src channel: the block's weights of one src channel (every dst channel
-      // and tap) lie in a few cache lines, read once; tap by tap, a large weight's lines
-      // were read from L2 once per tap. The inner loop is a strided load and a store: with
-      // the channel's bounds and offsets worked out per element, packing a 512->512 3x3
-      // weight took a third as long as its forward on 7x7 images.
-      for (int64_t i = 0; i < cin; ++i)
-        for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
-          for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
-            S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * width;
-            const T* from = first + i * wl.src + kh * wl.tap_row + kw * wl.tap_col;
-            for (int64_t j = 0; j < real; ++j) to[j] = static_cast<S>(from[j * apart]);
-            for (int64_t j = real; j < width; ++j) to[j] = S(0);
-          }
+      pack_channels_last_block<V>(g, wl, runs, first, apart, real, width, block);
     }
   });
   if (bias)
@@ -1709,9 +1802,9 @@ struct Instantiation {
   // The input gradient's stride phases (forward_form.h), each run by `correlate_phase`; the
   // pixels of a phase no tap reaches are zeroed first. Both memory formats go through here.
   template <typename F>
-  static void for_each_phase(const Geometry& g, const at::Tensor& grad_input,
-                             const F& correlate_phase) {
-    const auto phases = input_grad_phases(g);
+  static void for_each_phase(const Geometry& g, const WeightStrides& ws,
+                             const at::Tensor& grad_input, const F& correlate_phase) {
+    const auto phases = input_grad_phases(g, ws);
     if (std::any_of(phases.begin(), phases.end(), [](const auto& p) { return !p.taps; }))
       grad_input.zero_();
     for (const InputGradPhase& p : phases)
@@ -1744,14 +1837,19 @@ struct Instantiation {
         return cpu::depthwise_input_grad_by_planes<V, T>(g, grad_output.const_data_ptr<T>(),
                                                           weight.const_data_ptr<T>(),
                                                           grad_input.mutable_data_ptr<T>());
-      for_each_phase(g, grad_input, [&](const InputGradPhase& p) {
+      for_each_phase(g, contiguous_weight_strides(g), grad_input, [&](const InputGradPhase& p) {
         correlate<V, T>(p.g, p.wl, p.dst, grad_output.const_data_ptr<T>(),
                         weight.const_data_ptr<T>(), nullptr, grad_input.mutable_data_ptr<T>());
       });
     });
   }
 
-  // src and dst NHWC (channels_last_fits; dispatch.cpp decides).
+  // The weight as it is handed over: OIHW, or OHWI (channels_last) for these kernels.
+  static WeightStrides strides_of(const at::Tensor& weight) {
+    return {weight.stride(0), weight.stride(1), weight.stride(2), weight.stride(3)};
+  }
+
+  // src and dst NHWC (channels_last_fits; dispatch.cpp decides); the weight OIHW or OHWI.
   static void forward_channels_last(const Geometry& g, const at::Tensor& input,
                                     const at::Tensor& weight,
                                     const std::optional<at::Tensor>& bias,
@@ -1760,7 +1858,7 @@ struct Instantiation {
       using V = decltype(v);
       using T = decltype(t);
       correlate_channels_last<V, T>(
-          g, forward_weight_layout(g), channels_last(contiguous_dst_layout(g), g.out_channels),
+          g, forward_weight_layout(g, strides_of(weight)), channels_last(contiguous_dst_layout(g), g.out_channels),
           input.const_data_ptr<T>(), weight.const_data_ptr<T>(),
           bias ? bias->const_data_ptr<T>() : nullptr, output.mutable_data_ptr<T>());
     });
@@ -1771,7 +1869,7 @@ struct Instantiation {
     by_dtype(grad_output.scalar_type(), [&](auto v, auto t) {
       using V = decltype(v);
       using T = decltype(t);
-      for_each_phase(g, grad_input, [&](const InputGradPhase& p) {
+      for_each_phase(g, strides_of(weight), grad_input, [&](const InputGradPhase& p) {
         correlate_channels_last<V, T>(p.g, p.wl, channels_last(p.dst, g.in_channels),
                                       grad_output.const_data_ptr<T>(),
                                       weight.const_data_ptr<T>(), nullptr,
