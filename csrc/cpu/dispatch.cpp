@@ -113,10 +113,10 @@ bool takes_channels_last(const IsaKernels* k, const Geometry& g, const at::Tenso
 // plane by plane (runs_by_planes below; NOTES v14) are asked first and never copied.
 // - Narrow images (has_narrow_rows: most of a vector's pixel lanes would idle by rows):
 //   depthwise layers, every op; strided layers' forward and input gradient (NCHW staging
-//   splits each row into phases); channel-rich kernels of more than one tap (512->512 3x3 on
-//   7x7, 16 lanes: forward 0.90, input gradient 0.86 of the NCHW time; 1x1 layers stay NCHW,
-//   0.9-1.13 either way); every weight gradient; every op on maps of at most half a
-//   vector of pixels.
+//   splits each row into phases); channel-rich layers (512->512 3x3 on 7x7, 16 lanes: forward
+//   0.90, input gradient 0.86 of the NCHW time; MobileNetV2's and ResNet's 1x1 layers on 7x7,
+//   since the channels-last packing transposes by vectors: 0.72-1.0, NOTES v16); every weight
+//   gradient; every op on maps of at most half a vector of pixels.
 // - Weight gradients on any image, for kernels of more than one tap or strided ones, with at
 //   least 8 src channels a group, depthwise aside: the NCHW kernels add 16 lanes per weight
 //   element per chunk, the NHWC ones none (64->64 3x3 on 56x56 1.73 -> 1.18, 128->128 on
@@ -141,8 +141,7 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
   if (has_narrow_rows(g, k->float_lanes))
     return depthwise || strided || op == Op::weight_grad ||
            2 * g.output_plane() <= k->float_lanes ||
-           (packed_taps > 1 && g.in_channels_per_group() >= 48 &&
-            g.out_channels_per_group() >= 48);
+           (g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48);
   if (depthwise) return false;
   switch (op) {
     // at least a full NHWC tile of src channels (8): a 3-channel stem's tiles split 2 + 1, and
