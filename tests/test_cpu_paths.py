@@ -96,6 +96,9 @@ GEOMETRIES = [
     # part-filled, 4 + 1) at each tile's addresses, tiles across the images' seams
     (2, 40, 40, 9, 11, 3, 3, 1, 1, 1, 40),
     (3, 72, 72, 6, 7, 3, 3, 2, 1, 1, 72),
+    # ... and the weight gradient's tiles take a kernel row's taps at once, in runs the
+    # registers hold (a 7x7 row: 5 + 2 taps at 4 vectors of 16 lanes, 3 + 3 + 1 at 3 of 8)
+    (2, 64, 64, 9, 10, 7, 7, 1, 3, 1, 64),
     # ... and so do stems with few weights (8 lanes: 3 + 2 vectors, 3 + 3 + 3; 16 lanes: 3
     # part-filled, 4 + 1)
     (2, 3, 40, 12, 13, 3, 3, 2, 1, 1, 1),

@@ -1136,11 +1136,11 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
 // Channels-last weight gradient: grad_w[o, i, (kh, kw)] = sum over (n, y, x) of gy[n, y, x, o]
 // * src[n, y * sh + kh * dh - ph, x * sw + kw * dw - pw, i], vectorized along o (contiguous in
 // NHWC), so no lane is summed across. A tile is CV vectors of a group's output channels x K
-// src channels from i0, at one tap (depthwise: the same channels, one tap); its accumulators
+// src channels from i0, at one tap (depthwise layers: the tile below); its accumulators
 // stay in registers over the rows [r0, r1) of the batch (r = n * H_out + y), loaded from and
 // stored to `acc` ((k * CV + v) * lanes). A tap in the padding reads `zeros` (and is still
 // multiplied: F.conv2d's inf or NaN in grad_output times a padding zero is NaN).
-template <typename V, typename T, int CV, int K, bool DEPTHWISE>
+template <typename V, typename T, int CV, int K>
 CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* src, const T* gy,
                                                   const T* zeros, int64_t r0, int64_t r1,
                                                   int64_t kh, int64_t kw, int64_t c_src,
@@ -1193,20 +1193,11 @@ CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* sr
         for (int v = 0; v < CV; ++v)
           gv[v] = v == CV - 1 && partial ? load_first_from<V>(gp + v * L, valid)
                                          : V::template load_from<T>(gp + v * L);
-        if constexpr (DEPTHWISE) {
+        CORR2D_UNROLL
+        for (int k = 0; k < K; ++k) {
+          const R b = V::set1(static_cast<S>(sp[k]));
           CORR2D_UNROLL
-          for (int v = 0; v < CV; ++v) {
-            const R xv = v == CV - 1 && partial ? load_first_from<V>(sp + v * L, valid)
-                                                : V::template load_from<T>(sp + v * L);
-            acc[v][0] = V::fma(gv[v], xv, acc[v][0]);
-          }
-        } else {
-          CORR2D_UNROLL
-          for (int k = 0; k < K; ++k) {
-            const R b = V::set1(static_cast<S>(sp[k]));
-            CORR2D_UNROLL
-            for (int v = 0; v < CV; ++v) acc[v][k] = V::fma(gv[v], b, acc[v][k]);
-          }
+          for (int v = 0; v < CV; ++v) acc[v][k] = V::fma(gv[v], b, acc[v][k]);
         }
       }
     }
@@ -1219,6 +1210,81 @@ CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* sr
 }
 
 // src channels per channels-last weight-gradient tile of `cv` output-channel vectors.
+// The depthwise case: CV vectors of channels x K taps of one kernel row (kh, kw0 .. kw0 + K - 1)
+// a tile, so that each grad_output vector loaded serves K taps and the K x CV sums are
+// independent chains. One tap a tile (as the channel-rich tile runs) read grad_output once per
+// tap and chained every multiply-add of a vector on the one before: MobileNetV2's depthwise
+// weight gradients ran 1.6-2.1x torch's time in channels_last (Zen 4). Sums at acc_buf
+// ((k * CV + v) * lanes), held over the rows [r0, r1) of the batch; a tap in the padding reads
+// `zeros` (and is still multiplied: grad_output's inf or NaN times a padding zero is NaN).
+template <typename V, typename T, int CV, int K>
+CORR2D_TARGET void channels_last_depthwise_weight_grad_tile(
+    const Geometry& g, const T* src, const T* gy, const T* zeros, int64_t r0, int64_t r1,
+    int64_t kh, int64_t kw0, int64_t c, typename V::scalar* acc_buf, int valid) {
+  using R = typename V::reg;
+  constexpr int L = V::lanes;
+  const Axis& rows = g.rows;
+  const Axis& cols = g.cols;
+  const int64_t C = g.in_channels;  // = g.out_channels
+  const int64_t W = cols.output, H = rows.output;
+  // Tap kw0 + k of dst column x reads src column x * sw + shift + k * dw. The columns where
+  // every tap of the tile reads inside the image: [x0, x1).
+  const int64_t shift = kw0 * cols.dilation - cols.padding;
+  const int64_t reach = (K - 1) * cols.dilation;
+  int64_t x0 = 0;
+  while (x0 < W && x0 * cols.stride + shift < 0) ++x0;
+  int64_t x1 = x0;
+  while (x1 < W && x1 * cols.stride + shift + reach < cols.input) ++x1;
+  const bool partial = valid < L;
+  R acc[CV][K];
+  CORR2D_UNROLL
+  for (int k = 0; k < K; ++k) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) acc[v][k] = V::load(acc_buf + (k * CV + v) * L);
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / H, y = r % H;
+    const int64_t row = y * rows.stride + kh * rows.dilation - rows.padding;
+    const bool row_inside = row >= 0 && row < rows.input;
+    const T* gy_row = gy + r * W * C + c;
+    const T* src_row = row_inside ? src + (n * rows.input + row) * cols.input * C + c : zeros;
+    for (int64_t x = 0; x < W; ++x) {
+      const T* gp = gy_row + x * C;
+      R gv[CV];
+      CORR2D_UNROLL
+      for (int v = 0; v < CV; ++v)
+        gv[v] = v == CV - 1 && partial ? load_first_from<V>(gp + v * L, valid)
+                                       : V::template load_from<T>(gp + v * L);
+      const bool inside = row_inside && x >= x0 && x < x1;
+      CORR2D_UNROLL
+      for (int k = 0; k < K; ++k) {
+        const int64_t col = x * cols.stride + shift + k * cols.dilation;
+        const T* sp = inside || (row_inside && col >= 0 && col < cols.input)
+                          ? src_row + col * C
+                          : zeros;
+        CORR2D_UNROLL
+        for (int v = 0; v < CV; ++v) {
+          const R xv = v == CV - 1 && partial ? load_first_from<V>(sp + v * L, valid)
+                                              : V::template load_from<T>(sp + v * L);
+          acc[v][k] = V::fma(gv[v], xv, acc[v][k]);
+        }
+      }
+    }
+  }
+  CORR2D_UNROLL
+  for (int k = 0; k < K; ++k) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) V::store(acc_buf + (k * CV + v) * L, acc[v][k]);
+  }
+}
+
+// Taps per depthwise weight-gradient tile of `cv` channel vectors: its sums, the cv grad_output
+// vectors and one src vector in the registers, at most 7 (a 7x7 kernel's row).
+template <typename V>
+constexpr int channels_last_depthwise_weight_grad_k(int cv) {
+  return std::min(7, (V::registers - cv - 1) / cv - 1);
+}
+
 template <typename V>
 constexpr int channels_last_weight_grad_k(int cv) {
   return std::min(8, (V::registers - cv - 1) / cv);
@@ -1235,14 +1301,29 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
   const int64_t taps = g.kernel_area();
   const int64_t cin = g.in_channels_per_group(), cout = g.out_channels_per_group();
   // A unit: one tile's weights, (block, tap, src channels [i0, i0 + k)): k = K for whole tiles of
-  // src channels, 1 for the rest (depthwise: k = 1, the block's own channels).
+  // src channels, fewer for the rest (depthwise: the block's own channels, taps [tap, tap + k)
+  // of one kernel row).
   struct Unit {
     int64_t block, tap, i0;
     int k;
   };
   std::vector<Unit> units;
   for (int64_t b = 0; b < plan.blocks; ++b) {
-    const int kmax = plan.depthwise ? 1 : channels_last_weight_grad_k<V>(plan.vectors_of(b));
+    if (plan.depthwise) {
+      // Each kernel row's taps in tiles of kd, the last of 3, 2 or 1 (the tiles built); the
+      // unit's k sums are taps tap .. tap + k - 1.
+      const int kd = channels_last_depthwise_weight_grad_k<V>(plan.vectors_of(b));
+      for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
+        for (int64_t kw = 0; kw < g.cols.kernel;) {
+          int k = kd;
+          for (const int narrower : {3, 2, 1})
+            if (kw + k > g.cols.kernel) k = std::min(k, narrower);
+          units.push_back({b, kh * g.cols.kernel + kw, 0, k});
+          kw += k;
+        }
+      continue;
+    }
+    const int kmax = channels_last_weight_grad_k<V>(plan.vectors_of(b));
     // By src channels, then taps: an output channel's weights (src channel, tap) are then in
     // OIHW order across consecutive units.
     for (int64_t i0 = 0; i0 < cin;) {
@@ -1297,8 +1378,10 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
         T* w_o = grad_weight + (plan.depthwise ? o : grp * cout + o) * cin * taps;
         for (int64_t u = ub; u < ue; ++u) {
           const Unit& un = units[u];
+          // (depthwise: one src channel, the unit's k taps in a row)
           for (int k = 0; k < un.k; ++k)
-            w_o[(un.i0 + k) * taps + un.tap] = static_cast<T>(sum(u, k * nv * L + j));
+            w_o[plan.depthwise ? un.tap + k : (un.i0 + k) * taps + un.tap] =
+                static_cast<T>(sum(u, k * nv * L + j));
         }
       }
       ub = ue;
@@ -1332,18 +1415,25 @@ void weight_grad_channels_last(const Geometry& g, const T* input, const T* grad_
           with_channel_vectors<kMaxVectors>(plan.vectors_of(un.block), [&](auto cv) {
             constexpr int CV = decltype(cv)::value;
             constexpr int K = channels_last_weight_grad_k<V>(CV);  // the widest tile
-            const auto tile = [&](auto k, auto depthwise) {
-              channels_last_weight_grad_tile<V, T, CV, decltype(k)::value,
-                                             decltype(depthwise)::value>(
+            const auto tile = [&](auto k) {
+              channels_last_weight_grad_tile<V, T, CV, decltype(k)::value>(
                   g, input, grad_output, zeros.data(), r0, r1, kh, kw, c_src, c_gy, a, valid);
             };
             using One = std::integral_constant<int, 1>;
-            using No = std::false_type;
-            if (plan.depthwise) tile(One{}, std::true_type{});
-            else if (un.k == 1) tile(One{}, No{});
-            else if (un.k == 2) tile(std::integral_constant<int, 2>{}, No{});
-            else if (un.k == 4 && K != 4) tile(std::integral_constant<int, 4>{}, No{});
-            else tile(std::integral_constant<int, K>{}, No{});
+            if (plan.depthwise) {
+              constexpr int KD = channels_last_depthwise_weight_grad_k<V>(CV);
+              const auto row_tile = [&](auto k) {
+                channels_last_depthwise_weight_grad_tile<V, T, CV, decltype(k)::value>(
+                    g, input, grad_output, zeros.data(), r0, r1, kh, kw, c_src, a, valid);
+              };
+              if (un.k == KD) row_tile(std::integral_constant<int, KD>{});
+              else if (un.k == 3) row_tile(std::integral_constant<int, (KD < 3 ? KD : 3)>{});
+              else if (un.k == 2) row_tile(std::integral_constant<int, (KD < 2 ? KD : 2)>{});
+              else row_tile(One{});
+            } else if (un.k == 1) tile(One{});
+            else if (un.k == 2) tile(std::integral_constant<int, 2>{});
+            else if (un.k == 4 && K != 4) tile(std::integral_constant<int, 4>{});
+            else tile(std::integral_constant<int, K>{});
           });
         }
       }
