@@ -866,36 +866,57 @@ inline void locate_channels_last_tile(const Geometry& g, const DstLayout& dl, co
   }
 }
 
+// The addresses of every tile of a chunk of pixels [p0, p1) at src channel c_src (dst channel
+// 0), found once for every pass of src channels and every block of dst channels that runs
+// over the chunk: found per tile, pass and block, they were a twentieth of a 256->256 3x3
+// forward on 14x14 maps, whose tiles cross rows and so take the per-pixel setup.
+template <typename T>
+struct ChunkTiles {
+  int64_t p0 = -1, p1 = -1, c_src = -1;
+  int pixels = 0;  // P, which depends on the tile's vectors (a group's last block may have fewer)
+  std::vector<const T*> reads;  // tile j's reads[tap * P + p] from j * taps * P
+  std::vector<T*> out;          // tile j's pixels from j * P
+};
+
 // The pixels [p0, p1) of the batch in raster order (n, y, x), P a tile (fewer at the end: the
-// others read zeros and write to `sink`), channel offsets c_src and c_dst. A tile's pixels may
-// lie in different images, so that small maps fill it (1x1 maps, one pixel an image, left 5
-// of 6 pixels idle when tiles stayed within an image).
+// others read zeros and write to `sink`, which holds every dst channel and a tile's more),
+// channel offsets c_src and c_dst. A tile's pixels may lie in different images, so that small
+// maps fill it (1x1 maps, one pixel an image, left 5 of 6 pixels idle when tiles stayed within
+// an image).
 template <typename V, typename T, int CV>
 CORR2D_TARGET void channels_last_tiles(const Geometry& g, const DstLayout& dl, const T* src,
                                        T* dst, const T* zeros, T* sink, int64_t p0,
                                        int64_t p1, int64_t c_src, int64_t c_dst,
                                        const typename V::scalar* w,
-                                       const typename V::scalar* bias, int valid) {
+                                       const typename V::scalar* bias, int valid,
+                                       ChunkTiles<T>& tiles) {
   constexpr int P = channels_last_pixels<V>(CV);
   const int64_t taps = g.kernel_area(), cin = g.in_channels_per_group();
-  std::vector<const T*> reads(taps * P);
-  const std::vector<int64_t> tap_off = channels_last_tap_offsets(g);
-  T* out[P];
+  const int64_t count = (p1 - p0 + P - 1) / P;
+  if (tiles.p0 != p0 || tiles.p1 != p1 || tiles.c_src != c_src || tiles.pixels != P) {
+    const std::vector<int64_t> tap_off = channels_last_tap_offsets(g);
+    tiles.reads.resize(count * taps * P);
+    tiles.out.resize(count * P);
+    RasterCursor at(g, p0);
+    for (int64_t j = 0; j < count; ++j, at.advance(g, P))
+      locate_channels_last_tile<P>(g, dl, src, dst, zeros, sink, p0 + j * P, p1, at, c_src, 0,
+                                   tap_off.data(), tiles.reads.data() + j * taps * P,
+                                   tiles.out.data() + j * P);
+    tiles.p0 = p0, tiles.p1 = p1, tiles.c_src = c_src, tiles.pixels = P;
+  }
   // Src channels in passes whose weights (taps x channels x CV vectors) stay in L1 and L2
   // while every tile of the chunk reads them: a 512->512 3x3 layer's 1.2 MiB of a block's
   // weights, streamed from L2 by each tile of 6 pixels, bounded its forward on 7x7 images.
   using S = typename V::scalar;
   const int64_t pass = channels_last_pass<V>(taps, CV);
-  std::vector<S> sums(pass < cin ? round_up(p1 - p0, P) * CV * V::lanes : 0);
+  std::vector<S> sums(pass < cin ? count * P * CV * V::lanes : 0);
   for (int64_t i0 = 0; i0 < cin; i0 += pass) {
     const int64_t i1 = std::min(cin, i0 + pass);
-    RasterCursor at(g, p0);
-    for (int64_t q0 = p0; q0 < p1; q0 += P, at.advance(g, P)) {
-      locate_channels_last_tile<P>(g, dl, src, dst, zeros, sink, q0, p1, at, c_src, c_dst,
-                                   tap_off.data(), reads.data(), out);
-      S* at_sums = sums.empty() ? nullptr : sums.data() + (q0 - p0) * CV * V::lanes;
-      channels_last_tile<V, T, P, CV, false>(reads.data(), taps, cin, i0, i1, w, bias, out,
-                                             valid, at_sums);
+    for (int64_t j = 0; j < count; ++j) {
+      S* at_sums = sums.empty() ? nullptr : sums.data() + j * P * CV * V::lanes;
+      channels_last_tile<V, T, P, CV, false>(tiles.reads.data() + j * taps * P, taps, cin, i0,
+                                             i1, w, bias, tiles.out.data() + j * P, valid,
+                                             at_sums, c_dst);
     }
   }
 }
@@ -1090,8 +1111,9 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
   const std::vector<T> zeros(g.in_channels + padded + L, T(0));
 
   at::parallel_for(0, plan.tasks, 1, [&](int64_t begin, int64_t end) {
-    // A tile past the chunk's end writes here (every channel where blocks run inside tiles).
-    std::vector<T> sink((plan.blocks_inside_tiles ? padded : 0) + 4 * L);
+    // A tile past the chunk's end writes here: every channel and a tile's more.
+    std::vector<T> sink(std::max(padded, g.out_channels) + 4 * L);
+    ChunkTiles<T> tiles;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t piece = task % plan.pieces;
       const int64_t p0 = task / plan.pieces * plan.chunk;
@@ -1126,7 +1148,7 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
         with_channel_vectors<kMaxVectors>(plan.vectors_of(u), [&](auto cv) {
           channels_last_tiles<V, T, decltype(cv)::value>(g, dl, src, dst, zeros.data(),
                                                          sink.data(), p0, p1, c_src, c_dst, wb,
-                                                         bb, valid);
+                                                         bb, valid, tiles);
         });
       }
     }
