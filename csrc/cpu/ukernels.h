@@ -1155,6 +1155,37 @@ void correlate_channels_last(const Geometry& g_in, const WeightLayout& wl_in,
   });
 }
 
+// The dst columns [x0, x1) of an axis whose src columns x * stride + shift .. x * stride +
+// shift + reach all lie inside the image (x0 = x1 when none do).
+inline void columns_inside(const Axis& cols, int64_t shift, int64_t reach, int64_t& x0,
+                           int64_t& x1) {
+  x0 = 0;
+  while (x0 < cols.output && x0 * cols.stride + shift < 0) ++x0;
+  x1 = x0;
+  while (x1 < cols.output && x1 * cols.stride + shift + reach < cols.input) ++x1;
+}
+
+// A channels-last weight-gradient tile's CV x K sums, held in `buf` at (k * CV + v) * lanes
+// between row chunks.
+template <typename V, int CV, int K>
+CORR2D_TARGET __attribute__((always_inline)) inline void load_tile_sums(
+    typename V::reg (&acc)[CV][K], const typename V::scalar* buf) {
+  CORR2D_UNROLL
+  for (int k = 0; k < K; ++k) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) acc[v][k] = V::load(buf + (k * CV + v) * V::lanes);
+  }
+}
+template <typename V, int CV, int K>
+CORR2D_TARGET __attribute__((always_inline)) inline void store_tile_sums(
+    const typename V::reg (&acc)[CV][K], typename V::scalar* buf) {
+  CORR2D_UNROLL
+  for (int k = 0; k < K; ++k) {
+    CORR2D_UNROLL
+    for (int v = 0; v < CV; ++v) V::store(buf + (k * CV + v) * V::lanes, acc[v][k]);
+  }
+}
+
 // Channels-last weight gradient: grad_w[o, i, (kh, kw)] = sum over (n, y, x) of gy[n, y, x, o]
 // * src[n, y * sh + kh * dh - ph, x * sw + kw * dw - pw, i], vectorized along o (contiguous in
 // NHWC), so no lane is summed across. A tile is CV vectors of a group's output channels x K
@@ -1177,17 +1208,11 @@ CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* sr
   const int64_t W = cols.output, H = rows.output;
   // The dst columns whose src column x * sw + kw * dw - pw lies inside the image.
   const int64_t shift = kw * cols.dilation - cols.padding;
-  int64_t x0 = 0;
-  while (x0 < W && x0 * cols.stride + shift < 0) ++x0;
-  int64_t x1 = x0;
-  while (x1 < W && x1 * cols.stride + shift < cols.input) ++x1;
+  int64_t x0, x1;
+  columns_inside(cols, shift, 0, x0, x1);
   const bool partial = valid < L;
   R acc[CV][K];
-  CORR2D_UNROLL
-  for (int k = 0; k < K; ++k) {
-    CORR2D_UNROLL
-    for (int v = 0; v < CV; ++v) acc[v][k] = V::load(acc_buf + (k * CV + v) * L);
-  }
+  load_tile_sums<V>(acc, acc_buf);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / H, y = r % H;
     const int64_t row = y * rows.stride + kh * rows.dilation - rows.padding;
@@ -1224,11 +1249,7 @@ CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* sr
       }
     }
   }
-  CORR2D_UNROLL
-  for (int k = 0; k < K; ++k) {
-    CORR2D_UNROLL
-    for (int v = 0; v < CV; ++v) V::store(acc_buf + (k * CV + v) * L, acc[v][k]);
-  }
+  store_tile_sums<V>(acc, acc_buf);
 }
 
 // src channels per channels-last weight-gradient tile of `cv` output-channel vectors.
@@ -1252,18 +1273,11 @@ CORR2D_TARGET void channels_last_depthwise_weight_grad_tile(
   // Tap kw0 + k of dst column x reads src column x * sw + shift + k * dw. The columns where
   // every tap of the tile reads inside the image: [x0, x1).
   const int64_t shift = kw0 * cols.dilation - cols.padding;
-  const int64_t reach = (K - 1) * cols.dilation;
-  int64_t x0 = 0;
-  while (x0 < W && x0 * cols.stride + shift < 0) ++x0;
-  int64_t x1 = x0;
-  while (x1 < W && x1 * cols.stride + shift + reach < cols.input) ++x1;
+  int64_t x0, x1;
+  columns_inside(cols, shift, (K - 1) * cols.dilation, x0, x1);
   const bool partial = valid < L;
   R acc[CV][K];
-  CORR2D_UNROLL
-  for (int k = 0; k < K; ++k) {
-    CORR2D_UNROLL
-    for (int v = 0; v < CV; ++v) acc[v][k] = V::load(acc_buf + (k * CV + v) * L);
-  }
+  load_tile_sums<V>(acc, acc_buf);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / H, y = r % H;
     const int64_t row = y * rows.stride + kh * rows.dilation - rows.padding;
@@ -1293,11 +1307,7 @@ CORR2D_TARGET void channels_last_depthwise_weight_grad_tile(
       }
     }
   }
-  CORR2D_UNROLL
-  for (int k = 0; k < K; ++k) {
-    CORR2D_UNROLL
-    for (int v = 0; v < CV; ++v) V::store(acc_buf + (k * CV + v) * L, acc[v][k]);
-  }
+  store_tile_sums<V>(acc, acc_buf);
 }
 
 // Taps per depthwise weight-gradient tile of `cv` channel vectors: its sums, the cv grad_output
