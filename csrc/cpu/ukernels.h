@@ -1032,17 +1032,7 @@ CORR2D_TARGET void pack_channels_last_block(const Geometry& g, const WeightLayou
   using S = typename V::scalar;
   constexpr int L = V::lanes;
   const int64_t cin = g.in_channels_per_group();
-  if (apart == 1) {
-    for (int64_t i = 0; i < cin; ++i)
-      for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
-        for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
-          S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * width;
-          copy_run<V>(to, first + i * wl.src + kh * wl.tap_row + kw * wl.tap_col, real);
-          for (int64_t j = round_up(real, L); j < width; ++j) to[j] = S(0);
-        }
-    return;
-  }
-  if (wr.length > 0) {
+  if (apart != 1 && wr.length > 0) {
     for (int64_t j0 = 0; j0 < width; j0 += L)
       pack_runs_transposed<V>(wr, first + j0 * apart, apart,
                               static_cast<int>(std::clamp<int64_t>(real - j0, 0, L)), width,
@@ -1051,14 +1041,19 @@ CORR2D_TARGET void pack_channels_last_block(const Geometry& g, const WeightLayou
   }
   // Src channel by src channel: the block's weights of one src channel (every dst channel
   // and tap) lie in a few cache lines, read once; tap by tap, a large weight's lines were read
-  // from L2 once per tap.
+  // from L2 once per tap. Each packed row is a vector copy where its dst channels are adjacent.
   for (int64_t i = 0; i < cin; ++i)
     for (int64_t kh = 0; kh < g.rows.kernel; ++kh)
       for (int64_t kw = 0; kw < g.cols.kernel; ++kw) {
         S* to = block + ((kh * g.cols.kernel + kw) * cin + i) * width;
         const T* from = first + i * wl.src + kh * wl.tap_row + kw * wl.tap_col;
-        for (int64_t j = 0; j < real; ++j) to[j] = static_cast<S>(from[j * apart]);
-        for (int64_t j = real; j < width; ++j) to[j] = S(0);
+        int64_t j = 0;
+        if (apart == 1) {
+          copy_run<V>(to, from, real);  // zeros in the last vector's lanes past `real`
+          j = round_up(real, L);
+        }
+        for (; j < real; ++j) to[j] = static_cast<S>(from[j * apart]);
+        for (; j < width; ++j) to[j] = S(0);
       }
 }
 
@@ -1252,7 +1247,6 @@ CORR2D_TARGET void channels_last_weight_grad_tile(const Geometry& g, const T* sr
   store_tile_sums<V>(acc, acc_buf);
 }
 
-// src channels per channels-last weight-gradient tile of `cv` output-channel vectors.
 // The depthwise case: CV vectors of channels x K taps of one kernel row (kh, kw0 .. kw0 + K - 1)
 // a tile, so that each grad_output vector loaded serves K taps and the K x CV sums are
 // independent chains. One tap a tile (as the channel-rich tile runs) read grad_output once per
@@ -1317,6 +1311,7 @@ constexpr int channels_last_depthwise_weight_grad_k(int cv) {
   return std::min(7, (V::registers - cv - 1) / cv - 1);
 }
 
+// src channels per channels-last weight-gradient tile of `cv` output-channel vectors.
 template <typename V>
 constexpr int channels_last_weight_grad_k(int cv) {
   return std::min(8, (V::registers - cv - 1) / cv);
