@@ -69,10 +69,12 @@ std::atomic<const IsaKernels*>& selected() {
 // more than the sum itself: the tutorial's 6x8 image has 84.
 constexpr int64_t kMinFastMacs = 1 << 12;
 
+int64_t multiply_adds(const Geometry& g) {
+  return g.batch * g.out_channels * g.output_plane() * g.in_channels_per_group() * g.kernel_area();
+}
+
 const IsaKernels* fast_path_for(const Geometry& g) {
-  const int64_t macs =
-      g.batch * g.out_channels * g.output_plane() * g.in_channels_per_group() * g.kernel_area();
-  if (g.in_channels == 0 || macs < kMinFastMacs) return nullptr;
+  if (g.in_channels == 0 || multiply_adds(g) < kMinFastMacs) return nullptr;
   return selected().load();
 }
 
@@ -130,6 +132,24 @@ enum class Op { forward, input_grad, weight_grad };
 // the route never costs scratch on the scale of a large image's tensors.
 constexpr int64_t kMaxLayoutCopyBytes = int64_t{32} << 20;
 
+// At 8 float lanes (AVX2), channel-rich layers on maps of at most 28x28: the NCHW tile (6 dst
+// channels x 2 vectors of pixels) reads, per tile, every src channel's rows and 6 channels'
+// weights of every tap (55 KiB for 256 channels 3x3), which outgrow the 32 KiB L1; perf put it
+// at 45 % of the FMA peak on 256->256 3x3 on 14x14 (Zen 3), where the NHWC tiles' src-channel
+// passes keep their weights in L2 and their src in L1. Copies in and out included, via NHWC
+// ran 0.62-0.86 of the NCHW time on ResNet-18's 3x3 and 1x1/2 layers at 28x28 and below and
+// MobileNetV2's 1x1 layers on 7x7 and 14x14 (forward), 0.65-0.80 of it for input gradients
+// (NOTES v17). Where the copies weigh more against the sums (fewer multiply-adds per byte
+// copied: 64->128 1x1/2 on 56x56, 5 a byte, 1.25x the NCHW time; 384->64 1x1 on 14x14's input
+// gradient, 14 a byte, 1.17x), and on 56x56 maps (even), NCHW stays.
+bool channel_rich_on_small_map_at_8_lanes(const IsaKernels* k, const Geometry& g,
+                                          int64_t copied, Op op) {
+  if (k->float_lanes != 8) return false;
+  const int64_t per_byte = op == Op::forward ? 8 : 24;
+  return g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48 &&
+         g.output_plane() <= 28 * 28 && multiply_adds(g) >= per_byte * copied;
+}
+
 bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
                              const at::Tensor& src, int64_t packed_taps, bool strided,
                              int64_t copied) {
@@ -143,6 +163,8 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
            2 * g.output_plane() <= k->float_lanes ||
            (g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48);
   if (depthwise) return false;
+  if (op != Op::weight_grad && channel_rich_on_small_map_at_8_lanes(k, g, copied, op))
+    return true;
   switch (op) {
     // at least a full NHWC tile of src channels (8): a 3-channel stem's tiles split 2 + 1, and
     // its weight gradient ran 1.25 NCHW, 2.5 via NHWC
