@@ -33,6 +33,7 @@ GEOMETRIES = [
     (4, 24, 20, 7, 7, 1, 1, 1, 0, 1, 1),  # 1x1 on a 7x7 image
     (2, 48, 64, 7, 7, 1, 1, 1, 0, 1, 1),  # ... channel-rich: via NHWC at 16 lanes (dispatch.cpp)
     (2, 96, 64, 14, 14, 1, 1, 1, 0, 1, 1),  # channel-rich on 14x14: forward via NHWC at 8 lanes
+    (2, 192, 192, 7, 7, 1, 1, 1, 0, 1, 1),  # ... on 7x7: every op via NHWC at 8 lanes
     (2, 8, 8, 14, 14, 3, 3, 2, 1, 1, 8),  # depthwise at stride 2
     (2, 16, 16, 12, 12, 3, 3, 1, 1, 1, 4),  # grouped, 4 channels a group
     # Rows narrower than most of a vector stage folded (vectors across rows; csrc/cpu/plan.h):

@@ -142,12 +142,16 @@ constexpr int64_t kMaxLayoutCopyBytes = int64_t{32} << 20;
 // (NOTES v17). Where the copies weigh more against the sums (fewer multiply-adds per byte
 // copied: 64->128 1x1/2 on 56x56, 5 a byte, 1.25x the NCHW time; 384->64 1x1 on 14x14's input
 // gradient, 14 a byte, 1.17x), and on 56x56 maps (even), NCHW stays.
+// Weight gradients (whose 3x3 and strided kernels go via NHWC on any map, below): the
+// unstrided 1x1 ones on maps of at most 8x8, whose NCHW vectors of 8 pixels hold one 7-wide row
+// each (MobileNetV2's on 7x7: 0.67-0.70 of the NCHW time via NHWC; on 14x14 1.2-1.3x it).
 bool channel_rich_on_small_map_at_8_lanes(const IsaKernels* k, const Geometry& g,
                                           int64_t copied, Op op) {
   if (k->float_lanes != 8) return false;
   const int64_t per_byte = op == Op::forward ? 8 : 24;
+  const int64_t plane = op == Op::weight_grad ? 8 * 8 : 28 * 28;
   return g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48 &&
-         g.output_plane() <= 28 * 28 && multiply_adds(g) >= per_byte * copied;
+         g.output_plane() <= plane && multiply_adds(g) >= per_byte * copied;
 }
 
 bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
@@ -163,8 +167,7 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
            2 * g.output_plane() <= k->float_lanes ||
            (g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48);
   if (depthwise) return false;
-  if (op != Op::weight_grad && channel_rich_on_small_map_at_8_lanes(k, g, copied, op))
-    return true;
+  if (channel_rich_on_small_map_at_8_lanes(k, g, copied, op)) return true;
   switch (op) {
     // at least a full NHWC tile of src channels (8): a 3-channel stem's tiles split 2 + 1, and
     // its weight gradient ran 1.25 NCHW, 2.5 via NHWC
