@@ -132,6 +132,11 @@ enum class Op { forward, input_grad, weight_grad };
 // the route never costs scratch on the scale of a large image's tensors.
 constexpr int64_t kMaxLayoutCopyBytes = int64_t{32} << 20;
 
+// At least 48 channels in and out a group: enough sums per copied pixel for a route via NHWC.
+bool channel_rich(const Geometry& g) {
+  return g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48;
+}
+
 // At 8 float lanes (AVX2), channel-rich layers on maps of at most 28x28: the NCHW tile (6 dst
 // channels x 2 vectors of pixels) reads, per tile, every src channel's rows and 6 channels'
 // weights of every tap (55 KiB for 256 channels 3x3), which outgrow the 32 KiB L1; perf put it
@@ -150,8 +155,7 @@ bool channel_rich_on_small_map_at_8_lanes(const IsaKernels* k, const Geometry& g
   if (k->float_lanes != 8) return false;
   const int64_t per_byte = op == Op::forward ? 8 : 24;
   const int64_t plane = op == Op::weight_grad ? 8 * 8 : 28 * 28;
-  return g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48 &&
-         g.output_plane() <= plane && multiply_adds(g) >= per_byte * copied;
+  return channel_rich(g) && g.output_plane() <= plane && multiply_adds(g) >= per_byte * copied;
 }
 
 bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
@@ -164,8 +168,7 @@ bool faster_as_channels_last(const IsaKernels* k, Op op, const Geometry& g,
   // fills one vector an image with them, NHWC tiles take pixels of several images.
   if (has_narrow_rows(g, k->float_lanes))
     return depthwise || strided || op == Op::weight_grad ||
-           2 * g.output_plane() <= k->float_lanes ||
-           (g.in_channels_per_group() >= 48 && g.out_channels_per_group() >= 48);
+           2 * g.output_plane() <= k->float_lanes || channel_rich(g);
   if (depthwise) return false;
   if (channel_rich_on_small_map_at_8_lanes(k, g, copied, op)) return true;
   switch (op) {
